@@ -1,0 +1,209 @@
+"""Every call into the OS keyring: backend choice, time limits, size limits, clear errors.
+
+Secrets are stored under the keyring service `oauthtok` with the token's stable id as the
+user name. Backends that cap a secret's size (Windows Credential Manager: 2,560 bytes) get
+the value split into numbered chunks behind a small header entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from oauthtok.errors import StoreError
+from oauthtok.layout import KEYRING_SERVICE
+
+T = TypeVar("T")
+
+_CHUNK_HEADER = "oauthtok-chunks:"
+#: characters per chunk on backends with a size cap (WinVault stores UTF-16: 2,560 bytes)
+_CAPPED_BACKENDS = {"WinVaultKeyring": 1200}
+
+FIX = (
+    "start and unlock a Secret Service (gnome-keyring, KeePassXC) in your session, or choose "
+    "a backend through keyring's configuration (PYTHON_KEYRING_BACKEND or keyringrc.cfg)"
+)
+
+
+def default_timeout() -> float:
+    try:
+        return float(os.environ.get("OAUTHTOK_KEYRING_TIMEOUT", "15"))
+    except ValueError:
+        return 15.0
+
+
+def _explicit_keyring_config() -> bool:
+    if os.environ.get("PYTHON_KEYRING_BACKEND"):
+        return True
+    from keyring.util import platform_
+
+    return os.path.exists(os.path.join(platform_.config_root(), "keyringrc.cfg"))
+
+
+def choose_backend() -> Any:
+    """The backend to use: keyring's configured one if the user chose one, else the platform's.
+
+    keyring's discovery is skipped: it is slow and silently prefers a plaintext file backend
+    when keyrings.alt happens to be installed.
+    """
+    import keyring
+
+    if _explicit_keyring_config():
+        backend = keyring.get_keyring()
+    elif sys.platform.startswith("linux"):
+        from keyring.backends import SecretService
+
+        backend = SecretService.Keyring()
+    elif sys.platform == "darwin":
+        from keyring.backends import macOS
+
+        backend = macOS.Keyring()
+    elif sys.platform == "win32":
+        from keyring.backends import Windows
+
+        backend = Windows.WinVaultKeyring()
+    else:
+        backend = keyring.get_keyring()
+    module = type(backend).__module__
+    if module in ("keyring.backends.fail", "keyring.backends.null"):
+        raise StoreError(f"no usable keyring ({module.rsplit('.', 1)[-1]} backend); {FIX}")
+    return backend
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line saying why the keyring failed and what to do."""
+    name = type(exc).__name__
+    if name == "KeyringLocked" or "locked" in str(exc).lower():
+        return "the keyring is locked; unlock it (log in to your desktop session) and retry"
+    if sys.platform.startswith("linux") and not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return (
+            "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is unset: SSH, container or cron?); "
+            + FIX
+        )
+    if name in ("SecretServiceNotAvailableException", "NoKeyringError") or isinstance(exc, OSError):
+        return f"no usable keyring ({name}); {FIX}"
+    return f"the keyring failed ({name}: {exc}); {FIX}"
+
+
+class Keychain:
+    """Time-boxed access to one keyring backend."""
+
+    def __init__(
+        self,
+        backend: Any = None,
+        *,
+        timeout: float | None = None,
+        chunk_size: int | None = None,
+    ) -> None:
+        self._backend = backend
+        self.timeout = default_timeout() if timeout is None else timeout
+        self._chunk_size = chunk_size
+
+    @property
+    def backend(self) -> Any:
+        if self._backend is None:
+            self._backend = self._call(choose_backend, "open the keyring")
+        return self._backend
+
+    @property
+    def chunk_size(self) -> int | None:
+        if self._chunk_size is None:
+            return _CAPPED_BACKENDS.get(type(self.backend).__name__)
+        return self._chunk_size
+
+    def _call(self, fn: Callable[[], T], what: str) -> T:
+        """Run `fn` in a daemon thread; a keyring that hangs (a prompt nobody answers) → exit 8."""
+        result: list[Any] = []
+        error: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                result.append(fn())
+            except BaseException as exc:
+                error.append(exc)
+
+        worker = threading.Thread(target=run, name="oauthtok-keyring", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if worker.is_alive():
+            raise StoreError(
+                f"the keyring did not answer within {self.timeout:g} s when asked to {what} "
+                "(locked, or waiting for an unlock prompt?); unlock it and retry, or raise "
+                "OAUTHTOK_KEYRING_TIMEOUT"
+            )
+        if error:
+            exc = error[0]
+            if isinstance(exc, StoreError):
+                raise exc
+            raise StoreError(f"cannot {what}: {describe_failure(exc)}") from None
+        return result[0]
+
+    def _retry_once(self, fn: Callable[[], T], what: str) -> T:
+        """A transient Secret Service error (item replaced meanwhile) is retried once."""
+        try:
+            return self._call(fn, what)
+        except StoreError as first:
+            if "locked" in str(first) or "did not answer" in str(first):
+                raise
+            return self._call(fn, what)
+
+    def get(self, key: str) -> str | None:
+        backend = self.backend
+
+        def read() -> str | None:
+            value = backend.get_password(KEYRING_SERVICE, key)
+            if value is None or not value.startswith(_CHUNK_HEADER):
+                return value
+            count = int(value[len(_CHUNK_HEADER) :])
+            parts = [backend.get_password(KEYRING_SERVICE, f"{key}/{i}") for i in range(count)]
+            if any(p is None for p in parts):
+                raise KeyError("a chunk of the secret is missing")
+            return "".join(parts)  # type: ignore[arg-type]
+
+        return self._retry_once(read, "read a secret")
+
+    def set(self, key: str, value: str) -> None:
+        backend = self.backend
+        size = self.chunk_size
+
+        def write() -> None:
+            old = backend.get_password(KEYRING_SERVICE, key) if size else None
+            if size and len(value) > size:
+                chunks = [value[i : i + size] for i in range(0, len(value), size)]
+                for i, chunk in enumerate(chunks):
+                    backend.set_password(KEYRING_SERVICE, f"{key}/{i}", chunk)
+                backend.set_password(KEYRING_SERVICE, key, f"{_CHUNK_HEADER}{len(chunks)}")
+                start = len(chunks)
+            else:
+                backend.set_password(KEYRING_SERVICE, key, value)
+                start = 0
+            if old and old.startswith(_CHUNK_HEADER):
+                for i in range(start, int(old[len(_CHUNK_HEADER) :])):
+                    _delete_quietly(backend, f"{key}/{i}")
+
+        self._call(write, "save a secret")
+
+    def delete(self, key: str) -> None:
+        backend = self.backend
+
+        def remove() -> None:
+            old = backend.get_password(KEYRING_SERVICE, key)
+            if old is None:
+                return
+            _delete_quietly(backend, key)
+            if old.startswith(_CHUNK_HEADER):
+                for i in range(int(old[len(_CHUNK_HEADER) :])):
+                    _delete_quietly(backend, f"{key}/{i}")
+
+        self._call(remove, "delete a secret")
+
+
+def _delete_quietly(backend: Any, key: str) -> None:
+    from keyring.errors import PasswordDeleteError
+
+    with contextlib.suppress(PasswordDeleteError):
+        backend.delete_password(KEYRING_SERVICE, key)

@@ -1,0 +1,281 @@
+"""The service catalog: load the layered TOML files, validate them, fill {placeholders}.
+
+Layers, later ones overriding earlier ones key by key within a service (tables such as
+`scopes` and `params` are merged one level deep): the bundled `services.toml`, the user's
+`services.toml` in the config dir, then each file named in `OAUTHTOK_SERVICES`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from oauthtok import paths
+from oauthtok.errors import CatalogError, UsageError
+from oauthtok.models import TOKEN_AUTH_METHODS, Endpoints, Service
+
+BUNDLED = "bundled"
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_URL_KEYS = ("authorize_url", "token_url", "device_authorization_url", "revocation_url")
+_STRING_KEYS = (*_URL_KEYS, "title", "redirect_uri", "refresh_scope", "token_auth", "help")
+_TABLE_KEYS = ("params", "authorize_params", "scopes")
+_LIST_KEYS = ("default_scopes",)
+KNOWN_KEYS = frozenset((*_STRING_KEYS, *_TABLE_KEYS, *_LIST_KEYS))
+
+
+def bundled_catalog_path() -> Path:
+    """The catalog shipped in the wheel, or the repository's top-level file in a source tree."""
+    shipped = resources.files("oauthtok").joinpath("services.toml")
+    if shipped.is_file():
+        return Path(str(shipped))
+    return Path(__file__).resolve().parents[2] / "services.toml"
+
+
+def catalog_layers() -> list[tuple[str, Path]]:
+    """(origin label, path) of every catalog file that applies, lowest priority first."""
+    layers: list[tuple[str, Path]] = [(BUNDLED, bundled_catalog_path())]
+    user = Path(paths.user_catalog_path())
+    if user.is_file():
+        layers.append((str(user), user))
+    for item in os.environ.get("OAUTHTOK_SERVICES", "").split(os.pathsep):
+        if item.strip():
+            path = Path(item.strip()).expanduser()
+            if not path.is_file():
+                raise CatalogError(
+                    f"{path}: no such file (named in OAUTHTOK_SERVICES); fix or unset the variable"
+                )
+            layers.append((str(path), path))
+    return layers
+
+
+def _parse(label: str, path: Path) -> dict[str, Any]:
+    where = path if label == BUNDLED else label
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"{where}: invalid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{where}: cannot read the catalog: {exc}") from None
+    extra = sorted(set(data) - {"services"})
+    if extra:
+        raise CatalogError(f"{where}: unknown top-level key {extra[0]!r}; only [services.NAME]")
+    services = data.get("services", {})
+    if not isinstance(services, dict):
+        raise CatalogError(f"{where}: 'services' must be a table of [services.NAME] tables")
+    for name, entry in services.items():
+        if not isinstance(entry, dict):
+            raise CatalogError(f"{where}: services.{name} must be a table")
+    return services
+
+
+def load_catalog() -> dict[str, Service]:
+    """Every service, validated, keyed by name (sorted)."""
+    merged: dict[str, dict[str, Any]] = {}
+    origins: dict[str, str] = {}
+    for label, path in catalog_layers():
+        for name, entry in _parse(label, path).items():
+            where = path if label == BUNDLED else label
+            _check_keys(where, name, entry)
+            target = merged.setdefault(name, {})
+            for key, value in entry.items():
+                if (
+                    key in _TABLE_KEYS
+                    and isinstance(value, dict)
+                    and isinstance(target.get(key), dict)
+                ):
+                    target[key] = {**target[key], **value}
+                else:
+                    target[key] = value
+            origins[name] = label
+    return {name: _build(name, merged[name], origins[name]) for name in sorted(merged)}
+
+
+def get_service(name: str, catalog: Mapping[str, Service] | None = None) -> Service:
+    catalog = load_catalog() if catalog is None else catalog
+    try:
+        return catalog[name]
+    except KeyError:
+        known = ", ".join(catalog) or "none"
+        raise UsageError(
+            f"unknown service {name!r}; known services: {known} (see `oauthtok services`)"
+        ) from None
+
+
+def _check_keys(where: object, name: str, entry: Mapping[str, Any]) -> None:
+    if not _NAME.match(name):
+        raise CatalogError(f"{where}: service name {name!r} may use only letters, digits, _ . -")
+    for key in entry:
+        if key not in KNOWN_KEYS:
+            close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise CatalogError(f"{where}: service {name!r}: unknown key {key!r}{hint}")
+
+
+def _build(name: str, entry: dict[str, Any], origin: str) -> Service:
+    def fail(msg: str) -> CatalogError:
+        return CatalogError(f"{origin}: service {name!r}: {msg}")
+
+    for key in _STRING_KEYS:
+        if key in entry and not isinstance(entry[key], str):
+            raise fail(f"{key!r} must be a string")
+    for key in _TABLE_KEYS:
+        value = entry.get(key, {})
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise fail(f"{key!r} must be a table of strings")
+    for key in _LIST_KEYS:
+        value = entry.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise fail(f"{key!r} must be a list of strings")
+    for key in ("title", "token_url"):
+        if not entry.get(key):
+            raise fail(f"missing key {key!r}")
+    token_auth = entry.get("token_auth", "client_secret_post")
+    if token_auth not in TOKEN_AUTH_METHODS:
+        raise fail(f"token_auth must be one of {', '.join(TOKEN_AUTH_METHODS)}, not {token_auth!r}")
+    params = entry.get("params", {})
+    for key in _URL_KEYS:
+        url = entry.get(key)
+        if url is None:
+            continue
+        for placeholder in _PLACEHOLDER.findall(url):
+            if placeholder not in params:
+                raise fail(
+                    f"{key} uses unknown placeholder {{{placeholder}}}; "
+                    f"declare it under params (known: {', '.join(params) or 'none'})"
+                )
+        sample = _PLACEHOLDER.sub(lambda m: params[m.group(1)] or "x", url)
+        problem = url_problem(sample)
+        if problem:
+            raise fail(f"{key} {url!r}: {problem}")
+    redirect = entry.get("redirect_uri", "http://127.0.0.1")
+    problem = redirect_uri_problem(redirect)
+    if problem:
+        raise fail(f"redirect_uri {redirect!r}: {problem}")
+    return Service(
+        name=name,
+        title=entry["title"],
+        origin=origin,
+        authorize_url=entry.get("authorize_url"),
+        token_url=entry["token_url"],
+        device_authorization_url=entry.get("device_authorization_url"),
+        revocation_url=entry.get("revocation_url"),
+        redirect_uri=redirect,
+        params=dict(params),
+        refresh_scope=entry.get("refresh_scope"),
+        token_auth=token_auth,
+        authorize_params=dict(entry.get("authorize_params", {})),
+        scopes=dict(entry.get("scopes", {})),
+        default_scopes=tuple(entry.get("default_scopes", [])),
+        help=entry.get("help", ""),
+    )
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` may not be used as a provider endpoint, or None when it is fine."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if not parts.hostname:
+        return "not an absolute URL with a host"
+    if parts.scheme == "https":
+        return None
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        return None
+    return "endpoints must use https (plain http only for a loopback host)"
+
+
+def redirect_uri_problem(uri: str) -> str | None:
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme != "http" or not is_loopback_host(parts.hostname):
+        return "must be http://localhost, http://127.0.0.1 or http://[::1] (a loopback redirect)"
+    if parts.query or parts.fragment:
+        return "must not have a query or fragment"
+    return None
+
+
+def resolve_params(service: Service, given: Mapping[str, str]) -> dict[str, str]:
+    """The service's {placeholder} defaults overridden by `--param K=V` values."""
+    unknown = sorted(set(given) - set(service.params))
+    if unknown:
+        known = ", ".join(service.params) or "none"
+        raise UsageError(
+            f"service {service.name!r} has no parameter {unknown[0]!r} (parameters: {known})"
+        )
+    values = {**service.params, **given}
+    missing = [k for k, v in values.items() if not v]
+    if missing:
+        raise UsageError(f"service {service.name!r} needs --param {missing[0]}=VALUE")
+    return values
+
+
+def resolve_endpoints(service: Service, params: Mapping[str, str]) -> Endpoints:
+    """Fill the placeholders; the results are checked again (https unless loopback)."""
+    values = resolve_params(service, params)
+
+    def fill(url: str | None) -> str | None:
+        if url is None:
+            return None
+        filled = _PLACEHOLDER.sub(lambda m: values[m.group(1)], url)
+        problem = url_problem(filled)
+        if problem:
+            raise UsageError(f"{filled!r}: {problem}; check the --param values")
+        return filled
+
+    token_url = fill(service.token_url)
+    assert token_url is not None  # validated at load time
+    return Endpoints(
+        authorize_url=fill(service.authorize_url),
+        token_url=token_url,
+        device_authorization_url=fill(service.device_authorization_url),
+        revocation_url=fill(service.revocation_url),
+    )
+
+
+def parse_params(items: Iterable[str]) -> dict[str, str]:
+    """`--param K=V` values into a dict."""
+    result: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param takes KEY=VALUE, not {item!r}")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def closest_scope(service: Service, scope: str) -> str | None:
+    matches = difflib.get_close_matches(scope, list(service.scopes), n=1, cutoff=0.5)
+    if matches:
+        return matches[0]
+    tail = scope.rsplit("/", 1)[-1].casefold()
+    for known in service.scopes:
+        if known.rsplit("/", 1)[-1].casefold() == tail:
+            return known
+    return None

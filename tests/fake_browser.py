@@ -1,0 +1,74 @@
+"""A scripted browser for $BROWSER: follows the authorization URL and comes back to the
+loopback listener the way a real browser does after the user clicks "Accept".
+
+FAKE_BROWSER_MODE:
+  follow       follow the redirect to the listener (default)
+  noise        first a favicon request and an idle pre-connection, then follow
+  wrong-state  come back with a tampered state (the listener must keep waiting)
+  nothing      open nothing (the user walked away)
+FAKE_BROWSER_LOG: a file to append what the listener answered.
+Standard library only, as a browser shares nothing with oauthtok.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import sys
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+
+def get(url: str) -> tuple[int, dict[str, str], str]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    conn.request("GET", path)
+    response = conn.getresponse()
+    body = response.read().decode("utf-8", "replace")
+    headers = {k.lower(): v for k, v in response.getheaders()}
+    conn.close()
+    return response.status, headers, body
+
+
+def log(line: str) -> None:
+    target = os.environ.get("FAKE_BROWSER_LOG")
+    if target:
+        with open(target, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+def main() -> int:
+    url = sys.argv[1]
+    mode = os.environ.get("FAKE_BROWSER_MODE", "follow")
+    if mode == "nothing":
+        return 0
+    status, headers, _ = get(url)
+    location = headers.get("location")
+    if status not in (301, 302, 303, 307) or not location:
+        log(f"authorize: {status}")
+        return 1
+    back = urlsplit(location)
+    idle = None
+    if mode == "noise":
+        idle = socket.create_connection((back.hostname, back.port))  # pre-connect, send nothing
+        status, _, _ = get(urlunsplit((back.scheme, back.netloc, "/favicon.ico", "", "")))
+        log(f"favicon: {status}")
+    if mode == "wrong-state":
+        query = dict(parse_qsl(back.query))
+        query["state"] = "forged-" + query.get("state", "")
+        tampered = urlunsplit((back.scheme, back.netloc, back.path, urlencode(query), ""))
+        status, _, body = get(tampered)
+        log(f"wrong-state: {status}")
+        return 0
+    status, _, body = get(location)
+    log(f"callback: {status} {body}")
+    if idle is not None:
+        idle.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

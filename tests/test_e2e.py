@@ -1,0 +1,296 @@
+"""End to end: the real `oauthtok` program, the real Secret Service, a real Authlib server,
+and a scripted browser set through $BROWSER."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import run_oauthtok
+
+pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
+
+SECRET = "s3cret-value-Ω"
+
+
+def create(
+    server: Any,
+    name: str = "work-mail",
+    auth: str = "client_secret_basic",
+    public: bool = False,
+    scopes: str = "offline_access mail.read",
+    extra: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    client_id = f"client-{name}"
+    server.add_client(client_id, None if public else SECRET, "none" if public else auth)
+    args = ["create", name, "--service", "testidp", "--client-id", client_id, "--scopes", scopes]
+    if public:
+        return run_oauthtok(*args, "--public", *extra)
+    env = {}
+    if auth == "client_secret_post":
+        # the catalog says basic; a user override file switches the service to post
+        env["OAUTHTOK_SERVICES"] = os.environ["OAUTHTOK_SERVICES"] + os.pathsep + post_override()
+    return run_oauthtok(*args, "--client-secret-stdin", *extra, input=SECRET + "\n", env=env)
+
+
+def post_override() -> str:
+    path = Path(os.environ["HOME"]) / "post.toml"
+    path.write_text('[services.testidp]\ntoken_auth = "client_secret_post"\n')
+    return str(path)
+
+
+def token(name: str = "work-mail", *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return run_oauthtok("token", name, *args, **kw)
+
+
+def index() -> dict[str, Any]:
+    path = Path(os.environ["XDG_DATA_HOME"]) / "oauthtok" / "tokens.json"
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("auth", ["client_secret_basic", "client_secret_post"])
+def test_create_confidential_then_token(auth_server: Any, auth: str) -> None:
+    result = create(auth_server, auth=auth)
+    assert result.returncode == 0, result.stderr
+    assert "Saved token 'work-mail'" in result.stderr
+    assert "/authorize?" in result.stderr  # the URL is always printed
+    sent = auth_server.knobs.token_requests[-1]
+    assert (sent["auth"] or "").startswith("Basic ") == (auth == "client_secret_basic")
+
+    out = token()
+    assert out.returncode == 0, out.stderr
+    access = out.stdout
+    assert access.startswith("at-") and access.endswith("\n") and access.count("\n") == 1
+    assert out.stderr == ""
+    # the secret and the tokens are in the keyring, not in the index
+    text = json.dumps(index())
+    assert SECRET not in text and access.strip() not in text
+    assert index()["tokens"][0]["granted_scopes"] == ["offline_access", "mail.read"]
+
+
+def test_create_public_client_with_pkce_only(auth_server: Any) -> None:
+    result = create(auth_server, name="pub", public=True)
+    assert result.returncode == 0, result.stderr
+    assert auth_server.knobs.token_requests[-1]["auth"] is None
+    assert token("pub").returncode == 0
+    shown = json.loads(run_oauthtok("show", "pub", "--json").stdout)
+    assert shown["token_auth"] == "none" and shown["status"] == "valid"
+
+
+def test_formats(auth_server: Any) -> None:
+    assert create(auth_server).returncode == 0
+    raw = token().stdout.strip()
+    assert token("work-mail", "--format", "header").stdout == f"Authorization: Bearer {raw}\n"
+    data = json.loads(token("work-mail", "--format=json").stdout)
+    assert data["access_token"] == raw and data["token_type"] == "Bearer"
+    assert data["scopes"] == ["offline_access", "mail.read"]
+    assert data["expires_at"] > time.time() + 3000
+
+
+def test_expiry_refresh_and_rotation(auth_server: Any) -> None:
+    auth_server.knobs.expires_in = 30  # below the default --min-valid of 60 s
+    assert create(auth_server).returncode == 0
+    first = token()
+    assert first.returncode == 0, first.stderr
+    assert auth_server.knobs.refresh_requests == 1  # due at once: refreshed before printing
+    old_refresh = [t for t in auth_server.tokens.values() if t.revoked]
+    assert old_refresh, "the server rotated the refresh token"
+    second = token()
+    assert auth_server.knobs.refresh_requests == 2
+    assert second.stdout != first.stdout
+    # the rotated refresh token was saved: a third refresh with it succeeds
+    auth_server.knobs.expires_in = 3600
+    third = run_oauthtok("refresh", "work-mail", "--force")
+    assert third.returncode == 0, third.stderr
+    assert "work-mail: refreshed" in third.stdout
+    assert token().stdout.strip() == token().stdout.strip()
+    assert auth_server.knobs.refresh_requests == 3
+
+
+def test_reply_without_refresh_token_keeps_the_old_one(auth_server: Any) -> None:
+    auth_server.knobs.rotate_refresh_tokens = False
+    assert create(auth_server).returncode == 0
+    for _ in range(2):
+        result = run_oauthtok("refresh", "work-mail", "--force")
+        assert result.returncode == 0, result.stderr
+    assert auth_server.knobs.refresh_requests == 2
+
+
+def test_twenty_concurrent_processes_on_expired_token(auth_server: Any) -> None:
+    auth_server.knobs.expires_in = 1
+    assert create(auth_server).returncode == 0
+    time.sleep(1.2)  # now expired
+    auth_server.knobs.expires_in = 3600
+    auth_server.knobs.refresh_delay = 0.3
+    start = auth_server.knobs.refresh_requests
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(lambda _: token(), range(20)))
+    assert [r.returncode for r in results] == [0] * 20, [r.stderr for r in results if r.stderr]
+    assert auth_server.knobs.refresh_requests - start == 1
+    assert len({r.stdout for r in results}) == 1
+
+
+def test_invalid_grant_needs_reauthorization_then_reauthorize(auth_server: Any) -> None:
+    auth_server.knobs.expires_in = 1
+    assert create(auth_server).returncode == 0
+    time.sleep(1.2)
+    auth_server.revoke_all()
+    result = token()
+    assert result.returncode == 4
+    assert "invalid_grant" in result.stderr
+    assert "oauthtok reauthorize work-mail" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    listed = json.loads(run_oauthtok("list", "--json").stdout)
+    assert listed[0]["status"] == "needs-reauthorization"
+
+    auth_server.knobs.expires_in = 3600
+    again = run_oauthtok("reauthorize", "work-mail")
+    assert again.returncode == 0, again.stderr
+    assert token().returncode == 0
+    listed = json.loads(run_oauthtok("list", "--json").stdout)
+    assert listed[0]["status"] == "valid"
+
+
+def _stored_secret(name: str) -> str:
+    code = (
+        "import json,sys;from oauthtok.store import TokenStore;s=TokenStore();"
+        f"r=s.get({name!r});print(s.keychain.get(r.id))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_provider_outage_leaves_tokens_untouched(auth_server: Any) -> None:
+    auth_server.knobs.expires_in = 1
+    assert create(auth_server).returncode == 0
+    time.sleep(1.2)
+    before = _stored_secret("work-mail")
+    auth_server.knobs.token_endpoint_status = 503
+    result = token()
+    assert result.returncode == 6, result.stderr
+    assert "HTTP 503" in result.stderr and "nothing was changed" in result.stderr
+    assert _stored_secret("work-mail") == before
+
+
+def test_server_down_is_a_network_error(auth_server: Any) -> None:
+    auth_server.knobs.expires_in = 1
+    assert create(auth_server).returncode == 0
+    time.sleep(1.2)
+    before = _stored_secret("work-mail")
+    auth_server.stop()
+    result = token()
+    assert result.returncode == 6, result.stderr
+    assert "cannot reach 127.0.0.1" in result.stderr
+    assert _stored_secret("work-mail") == before
+
+
+def test_denied_consent_saves_nothing(auth_server: Any) -> None:
+    auth_server.knobs.consent = "deny"
+    result = create(auth_server)
+    assert result.returncode == 5
+    assert "access_denied" in result.stderr
+    assert run_oauthtok("list", "--json").stdout.strip() == "[]"
+
+
+def test_timeout_when_the_browser_never_comes_back(
+    auth_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_BROWSER_MODE", "nothing")
+    result = create(auth_server, extra=("--timeout", "2"))
+    assert result.returncode == 5
+    assert "within 2 s" in result.stderr
+    assert run_oauthtok("list", "--json").stdout.strip() == "[]"
+
+
+def test_wrong_state_is_ignored_and_the_wait_goes_on(
+    auth_server: Any, browser: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_BROWSER_MODE", "wrong-state")
+    result = create(auth_server, extra=("--timeout", "3"))
+    assert result.returncode == 5
+    assert "wrong-state: 400" in browser.read_text()
+    assert auth_server.knobs.code_requests == 0
+
+
+def test_favicon_and_idle_preconnection_do_not_block(
+    auth_server: Any, browser: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_BROWSER_MODE", "noise")
+    result = create(auth_server, extra=("--timeout", "20"))
+    assert result.returncode == 0, result.stderr
+    log = browser.read_text()
+    assert "favicon: 404" in log and "callback: 200" in log
+    assert "Signed in" in log and "at-" not in log  # the page never shows a token
+
+
+def test_ctrl_c_while_waiting_saves_nothing(
+    auth_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_BROWSER_MODE", "nothing")
+    auth_server.add_client("client-x", SECRET, "client_secret_basic")
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "oauthtok", "create", "x", "--service", "testidp"),
+            *("--client-id", "client-x", "--scopes", "offline_access", "--client-secret-stdin"),
+        ],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin and proc.stderr
+    proc.stdin.write(SECRET + "\n")
+    proc.stdin.close()
+    seen = ""
+    deadline = time.monotonic() + 30
+    while "/authorize?" not in seen and time.monotonic() < deadline:
+        seen += proc.stderr.readline()
+    assert "/authorize?" in seen
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(15) == 130
+    assert "cancelled; nothing was saved" in proc.stderr.read()
+    assert run_oauthtok("list", "--json").stdout.strip() == "[]"
+
+
+def test_duplicate_name_is_refused_before_the_browser(auth_server: Any, browser: Path) -> None:
+    assert create(auth_server).returncode == 0
+    browser.write_text("")
+    result = create(auth_server, name="WORK-MAIL")
+    assert result.returncode == 2
+    assert "exists already" in result.stderr
+    assert browser.read_text() == "" and "/authorize?" not in result.stderr
+
+
+def test_cached_token_path_imports_nothing_heavy(auth_server: Any) -> None:
+    assert create(auth_server).returncode == 0
+    code = (
+        "import sys, runpy; sys.argv=['oauthtok','token','work-mail'];"
+        "import atexit, os;"
+        "from oauthtok import fastpath;"
+        "rc = fastpath.run(sys.argv[2:]);"
+        "heavy=[m for m in ('typer','rich','httpx','click','keyring','secretstorage',"
+        "'cryptography','filelock','platformdirs','oauthtok.cli','oauthtok.store')"
+        " if m in sys.modules];"
+        "print('RC', rc, 'HEAVY', heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "RC 0 HEAVY []" in result.stdout, result.stdout + result.stderr
+
+
+def test_due_token_takes_the_full_path(auth_server: Any) -> None:
+    assert create(auth_server).returncode == 0
+    code = (
+        "import sys; from oauthtok import fastpath;"
+        "print('RC', fastpath.run(['work-mail', '--min-valid', '99999']))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "RC None" in result.stdout

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -78,9 +77,9 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except OauthtokError as exc:
             raise fail(exc) from None
-        except (KeyboardInterrupt, click.exceptions.Abort):
+        except (KeyboardInterrupt, typer.Abort):  # Ctrl-C, or end of input at a prompt
             raise fail(Cancelled()) from None
-        except (typer.Exit, click.exceptions.ClickException):
+        except typer.Exit:
             raise
         except Exception as exc:
             if os.environ.get("OAUTHTOK_DEBUG"):
@@ -376,10 +375,16 @@ def choose_service() -> Service:
     catalog = load_catalog()
     if not can_prompt():
         raise UsageError(f"missing --service (one of: {', '.join(catalog)})")
-    for name, service in catalog.items():
-        say(f"  {name:<12} {service.title}")
-    choice = typer.prompt("Service", err=True, type=click.Choice(list(catalog)))
-    return catalog[choice]
+    names = list(catalog)
+    for i, (name, service) in enumerate(catalog.items(), 1):
+        say(f"  {i:>2}. {name:<12} {service.title}")
+    while True:
+        choice = str(typer.prompt("Service (name or number)", err=True)).strip()
+        if choice.isdigit() and 1 <= int(choice) <= len(names):
+            return catalog[names[int(choice) - 1]]
+        if choice in catalog:
+            return catalog[choice]
+        say(f"No service {choice!r}; choose one of: {', '.join(names)}")
 
 
 def choose_scopes(service: Service) -> tuple[str, ...]:

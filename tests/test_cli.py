@@ -1,0 +1,226 @@
+"""The CLI layer with Typer's CliRunner: rendering, prompts, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from oauthtok import __version__, cli
+from oauthtok.cli import app
+from oauthtok.store import TokenStore
+from tests.test_store import SECRETS, make_record
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def store(keyring_env: dict[str, str]) -> TokenStore:
+    return TokenStore()
+
+
+@pytest.fixture
+def interactive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pretend stdin is a terminal, so the CLI prompts."""
+    monkeypatch.setattr(cli, "can_prompt", lambda: True)
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"oauthtok {__version__}\n"
+
+
+def test_services_plain_and_json() -> None:
+    result = runner.invoke(app, ["services"])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "NAME\tTITLE\tFROM" and any(line.startswith("microsoft\t") for line in lines)
+    assert "\x1b[" not in result.stdout  # no colour when piped
+    data = json.loads(runner.invoke(app, ["services", "--json"]).stdout)
+    assert {"name", "title", "origin", "scopes"} <= set(data[0])
+
+
+def test_show_help() -> None:
+    overview = runner.invoke(app, ["show-help"])
+    assert overview.exit_code == 0 and "microsoft" in overview.stdout
+    assert "oauthtok show-help SERVICE" in overview.stdout
+    ms = runner.invoke(app, ["show-help", "microsoft"])
+    assert ms.exit_code == 0
+    assert "`http://localhost` (any port)" in ms.stdout
+    assert "https://outlook.office.com/IMAP.AccessAsUser.All" in ms.stdout
+    assert "`tenant` (default `common`)" in ms.stdout
+    unknown = runner.invoke(app, ["show-help", "micrsoft"])
+    assert unknown.exit_code == 2
+    assert "unknown service 'micrsoft'" in unknown.stderr and "microsoft" in unknown.stderr
+
+
+def test_empty_list(store: TokenStore) -> None:
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "No tokens yet" in result.stderr
+    assert json.loads(runner.invoke(app, ["list", "--json"]).stdout) == []
+
+
+def test_list_and_show(store: TokenStore) -> None:
+    store.add(make_record("work-mail"), SECRETS)
+    store.add(make_record("old", expires_at=time.time() - 10), SECRETS)
+    store.add(make_record("gone", expires_at=time.time() - 10, has_refresh_token=False), SECRETS)
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert rows[0] == ["NAME", "SERVICE", "SCOPES", "CLIENT ID", "EXPIRES IN", "STATUS"]
+    status = {row[0]: row[5] for row in rows[1:]}
+    assert status == {
+        "gone": "needs-reauthorization",
+        "old": "expired-will-refresh",
+        "work-mail": "valid",
+    }
+    data = json.loads(runner.invoke(app, ["list", "--json"]).stdout)
+    assert [d["name"] for d in data] == ["gone", "old", "work-mail"]
+    assert data[2]["expires_in"] > 3500
+    shown = runner.invoke(app, ["show", "WORK-MAIL"])
+    assert shown.exit_code == 0 and "client id" in shown.stdout
+    js = runner.invoke(app, ["show", "work-mail", "--json"]).stdout
+    assert json.loads(js)["client_id"] == "11111111-2222"
+    for output in (result.stdout, shown.stdout, js):
+        assert "secret-" not in output and "AT-" not in output
+
+
+def test_show_missing_is_3(store: TokenStore) -> None:
+    result = runner.invoke(app, ["show", "nope"])
+    assert result.exit_code == 3 and "no token named 'nope'" in result.stderr
+
+
+def test_rename_and_delete(store: TokenStore) -> None:
+    store.add(make_record("a"), SECRETS)
+    store.add(make_record("b"), SECRETS)
+    assert runner.invoke(app, ["rename", "a", "c"]).exit_code == 0
+    assert runner.invoke(app, ["rename", "a", "d"]).exit_code == 3
+    assert runner.invoke(app, ["rename", "c", "B"]).exit_code == 2
+    assert runner.invoke(app, ["rename", "c", " bad"]).exit_code == 2
+    assert runner.invoke(app, ["delete", "c", "--yes"]).exit_code == 0
+    assert runner.invoke(app, ["delete", "c", "--yes"]).exit_code == 3
+    assert [r.name for r in store.records()] == ["b"]
+
+
+def test_delete_asks_on_a_terminal(store: TokenStore, interactive: None) -> None:
+    store.add(make_record("a"), SECRETS)
+    result = runner.invoke(app, ["delete", "a"], input="n\n")
+    assert result.exit_code == 130 and "not deleted" in result.stderr
+    assert runner.invoke(app, ["delete", "a"], input="y\n").exit_code == 0
+    assert store.records() == []
+
+
+def test_token_errors(store: TokenStore) -> None:
+    assert runner.invoke(app, ["token", "nope"]).exit_code == 3
+    store.add(make_record("a"), SECRETS)
+    bad = runner.invoke(app, ["token", "a", "--format", "xml"])
+    assert bad.exit_code == 2 and "--format" in bad.stderr
+    ok = runner.invoke(app, ["token", "a", "--format", "header"])
+    assert ok.stdout == "Authorization: Bearer AT-secret-access\n"
+
+
+# -- create: prompts and refusals (the browser part is in test_e2e) -----------------------------
+
+
+def create_args(*extra: str) -> list[str]:
+    return ["create", "n", "--service", "microsoft", "--client-id", "cid", *extra]
+
+
+def test_create_refuses_taken_name_before_asking(store: TokenStore, interactive: None) -> None:
+    store.add(make_record("Work"), SECRETS)
+    result = runner.invoke(app, ["create", "work", "--service", "microsoft"])
+    assert result.exit_code == 2 and "exists already" in result.stderr
+    assert "Client secret" not in result.stderr
+
+
+def test_secret_mismatch_three_times_is_2(store: TokenStore, interactive: None) -> None:
+    result = runner.invoke(
+        app, create_args("--scopes", "offline_access"), input="a\nb\nc\nd\ne\nf\n"
+    )
+    assert result.exit_code == 2
+    assert "did not match" in result.stderr and "2 left" in result.stderr
+    for secret in "abcdef":
+        assert f" {secret}\n" not in result.stderr  # hidden input is not echoed
+    assert store.records() == []
+
+
+def test_secret_is_never_taken_from_argv(store: TokenStore) -> None:
+    result = runner.invoke(app, [*create_args(), "--client-secret", "x"])
+    assert result.exit_code == 2  # no such option
+
+
+def test_no_secret_without_a_terminal_is_2(store: TokenStore) -> None:
+    result = runner.invoke(app, create_args("--scopes", "offline_access"))
+    assert result.exit_code == 2 and "--client-secret-stdin" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["create", "n", "--service", "nope", "--client-id", "c"], "unknown service 'nope'"),
+        ([*create_args("--public", "--param", "tenant")], "--param takes KEY=VALUE"),
+        ([*create_args("--public", "--param", "realm=x")], "no parameter 'realm'"),
+        ([*create_args("--public", "--client-secret-stdin")], "do not go together"),
+        (["create", "n", "--service", "microsoft"], "missing client id"),
+    ],
+)
+def test_create_usage_errors(store: TokenStore, args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr
+
+
+def test_ctrl_c_at_a_prompt_is_130(
+    store: TokenStore, interactive: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*_: Any, **__: Any) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.typer, "prompt", interrupted)
+    result = runner.invoke(app, ["create", "n", "--service", "microsoft"])
+    assert result.exit_code == 130 and "nothing was saved" in result.stderr
+    assert store.records() == []
+
+
+def test_interactive_create_end_to_end(
+    store: TokenStore,
+    interactive: None,
+    auth_server: Any,
+    test_catalog: Path,
+    browser: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every form field from prompts: name, service, client id, secret twice, scopes."""
+    import webbrowser
+
+    script = str(browser.parent / "browser")
+    monkeypatch.setattr(
+        webbrowser, "open", lambda url: subprocess.run([script, url], check=False) and True
+    )
+    auth_server.add_client("cid", "pw", "client_secret_basic")
+    answers = "my token\ntestidp\ncid\npw\nwrong\npw\npw\n1 mail.sned\ny\n"
+    result = runner.invoke(app, ["create", "--timeout", "20"], input=answers)
+    assert result.exit_code == 0, result.stderr
+    assert "entries do not match" in result.stderr
+    assert "scope 'mail.sned' is not in the testidp catalog (closest: mail.send)" in result.stderr
+    assert "without 'offline_access' the token will not refresh" in result.stderr
+    record = store.get("my token")
+    assert record.scopes == ("offline_access", "mail.read", "mail.sned")
+    assert store.read_tokens(record).client_secret == "pw"
+
+
+def test_core_never_imports_typer_or_rich() -> None:
+    code = (
+        "import sys, oauthtok.tokens, oauthtok.store, oauthtok.services, oauthtok.oauth,"
+        " oauthtok.loopback, oauthtok.keychain, oauthtok.launcher, oauthtok.fastpath;"
+        "print(sorted(m for m in ('typer','rich','click','httpx') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

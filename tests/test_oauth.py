@@ -1,0 +1,208 @@
+"""The protocol module against mocked HTTP (respx): requests sent, replies and errors parsed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import respx
+
+from oauthtok import oauth
+from oauthtok.errors import AuthorizationFailed, ProviderError, ReauthorizationRequired
+from oauthtok.models import Endpoints
+
+ENDS = Endpoints("https://idp.example.com/authorize?tenant=x", "https://idp.example.com/token")
+
+
+def query(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def test_authorization_url_has_state_and_pkce_s256() -> None:
+    req = oauth.start_authorization(
+        ENDS, "cid", ("offline_access", "mail"), "http://127.0.0.1:5/cb", {"prompt": "consent"}
+    )
+    q = query(req.url)
+    assert q["tenant"] == "x" and q["prompt"] == "consent"  # existing query kept
+    assert q["response_type"] == "code" and q["client_id"] == "cid"
+    assert q["redirect_uri"] == "http://127.0.0.1:5/cb" and q["scope"] == "offline_access mail"
+    assert q["state"] == req.state and len(req.state) >= 43  # >= 256 bits, urlsafe
+    assert q["code_challenge_method"] == "S256"
+    digest = hashlib.sha256(req.code_verifier.encode()).digest()
+    assert q["code_challenge"] == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    assert 43 <= len(req.code_verifier) <= 128
+    other = oauth.start_authorization(ENDS, "cid", (), "http://127.0.0.1:5/cb")
+    assert other.state != req.state and other.code_verifier != req.code_verifier
+    assert "code_verifier" not in repr(req) and req.code_verifier not in repr(req)
+
+
+def exchange(token_auth: str, secret: str | None = "p@ss w:rd") -> httpx.Request:
+    req = oauth.start_authorization(ENDS, "my id", ("a",), "http://127.0.0.1:5/cb")
+    with respx.mock() as mock:
+        route = mock.post(ENDS.token_url).respond(
+            json={
+                "access_token": "AT",
+                "token_type": "bearer",
+                "expires_in": 3600,
+                "refresh_token": "RT",
+                "scope": "a b",
+            }
+        )
+        with httpx.Client() as client:
+            grant = oauth.exchange_code(
+                client,
+                ENDS,
+                client_id="my id",
+                client_secret=secret,
+                token_auth=token_auth,
+                code="CODE",
+                request=req,
+            )
+        assert grant.tokens.access_token == "AT" and grant.tokens.refresh_token == "RT"
+        assert grant.scopes == ("a", "b")
+        sent = route.calls.last.request
+    form = parse_qs(sent.content.decode())
+    assert form["code_verifier"] == [req.code_verifier] and form["code"] == ["CODE"]
+    assert form["grant_type"] == ["authorization_code"]
+    return sent
+
+
+def test_client_secret_basic() -> None:
+    sent = exchange("client_secret_basic")
+    expected = base64.b64encode(b"my%20id:p%40ss%20w%3Ard").decode()  # RFC 6749 §2.3.1
+    assert sent.headers["Authorization"] == f"Basic {expected}"
+    assert "client_secret" not in sent.content.decode()
+
+
+def test_client_secret_post() -> None:
+    sent = exchange("client_secret_post")
+    form = parse_qs(sent.content.decode())
+    assert form["client_id"] == ["my id"] and form["client_secret"] == ["p@ss w:rd"]
+    assert "Authorization" not in sent.headers
+
+
+def test_public_client_sends_only_its_id() -> None:
+    sent = exchange("none", secret=None)
+    form = parse_qs(sent.content.decode())
+    assert form["client_id"] == ["my id"] and "client_secret" not in form
+
+
+def refresh_reply(**reply: object) -> None:
+    with respx.mock() as mock:
+        mock.post(ENDS.token_url).mock(return_value=httpx.Response(**reply))  # type: ignore[arg-type]
+        with httpx.Client() as client:
+            oauth.refresh(
+                client,
+                ENDS,
+                client_id="c",
+                client_secret="s",
+                token_auth="client_secret_post",
+                refresh_token="RT",
+                name="work",
+            )
+
+
+def test_invalid_grant_means_reauthorize() -> None:
+    with pytest.raises(ReauthorizationRequired, match="oauthtok reauthorize work") as info:
+        refresh_reply(
+            status_code=400,
+            json={"error": "invalid_grant", "error_description": "AADSTS70000: revoked"},
+        )
+    assert info.value.exit_code == 4 and info.value.oauth_error == "invalid_grant"
+    assert "grant was revoked or expired" in str(info.value)
+
+
+def test_server_error_is_a_provider_error() -> None:
+    with pytest.raises(ProviderError, match="HTTP 502") as info:
+        refresh_reply(status_code=502, text="<html>bad gateway</html>")
+    assert info.value.exit_code == 6
+
+
+def test_error_in_a_200_body_counts() -> None:
+    """GitHub answers errors with HTTP 200."""
+    with pytest.raises(ReauthorizationRequired, match="invalid_grant"):
+        refresh_reply(status_code=200, json={"error": "invalid_grant"})
+    with pytest.raises(ProviderError, match="bad_refresh_token"):
+        refresh_reply(status_code=200, json={"error": "bad_refresh_token"})
+
+
+def test_reply_without_access_token() -> None:
+    with pytest.raises(ProviderError, match="without an access token"):
+        refresh_reply(status_code=200, json={"token_type": "bearer"})
+
+
+def test_network_down() -> None:
+    with respx.mock() as mock:
+        mock.post(ENDS.token_url).mock(side_effect=httpx.ConnectError("refused"))
+        with httpx.Client() as client, pytest.raises(ProviderError, match="cannot reach"):
+            oauth.refresh(
+                client,
+                ENDS,
+                client_id="c",
+                client_secret=None,
+                token_auth="none",
+                refresh_token="RT",
+            )
+
+
+def test_form_encoded_reply_and_comma_scopes() -> None:
+    with respx.mock() as mock:
+        mock.post(ENDS.token_url).respond(
+            text="access_token=gho_x&scope=repo%2Cread%3Aorg&token_type=bearer"
+        )
+        with httpx.Client() as client:
+            grant = oauth.refresh(
+                client,
+                ENDS,
+                client_id="c",
+                client_secret=None,
+                token_auth="none",
+                refresh_token="RT",
+            )
+    assert grant.tokens.access_token == "gho_x" and grant.tokens.expires_at is None
+    assert grant.scopes == ("repo", "read:org")
+
+
+def test_code_exchange_error_is_authorization_failed() -> None:
+    req = oauth.start_authorization(ENDS, "c", (), "http://127.0.0.1:5/cb")
+    with respx.mock() as mock:
+        mock.post(ENDS.token_url).respond(
+            400,
+            json={
+                "error": "invalid_client",
+                "error_description": "AADSTS7000215: Invalid client secret provided.",
+            },
+        )
+        with httpx.Client() as client, pytest.raises(AuthorizationFailed) as info:
+            oauth.exchange_code(
+                client,
+                ENDS,
+                client_id="c",
+                client_secret="wrong",
+                token_auth="client_secret_post",
+                code="x",
+                request=req,
+            )
+    message = str(info.value)
+    assert info.value.exit_code == 5 and "invalid_client" in message
+    assert "paste the secret's Value" in message and "wrong" not in message
+
+
+@pytest.mark.parametrize(
+    ("code", "hint"),
+    [
+        ("50011", "redirect URI"),
+        ("700016", "tenant"),
+        ("65001", "consent"),
+        ("7000218", "public"),
+        ("7000222", "expired"),
+    ],
+)
+def test_aadsts_hints(code: str, hint: str) -> None:
+    text = oauth.describe_error(
+        {"error": "x", "error_description": f"AADSTS{code}: whatever\nTrace ID: 1"}
+    )
+    assert hint in text and "Trace ID" not in text

@@ -1,0 +1,306 @@
+"""The token store: the index on disk, secrets in the real Secret Service, failure modes."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oauthtok import layout
+from oauthtok.errors import StoreError, TokenNotFound, UsageError
+from oauthtok.keychain import Keychain
+from oauthtok.models import Endpoints, TokenRecord, TokenSet
+from oauthtok.store import TokenStore, new_token_id, validate_name
+from tests.conftest import MemoryKeyring, run_oauthtok
+
+SECRETS = TokenSet(
+    access_token="AT-secret-access",
+    refresh_token="RT-secret-refresh",
+    client_secret="CS-secret-client",
+    expires_at=time.time() + 3600,
+)
+
+
+def make_record(name: str = "work-mail", **changes: Any) -> TokenRecord:
+    record = TokenRecord(
+        id=new_token_id(),
+        name=name,
+        service="microsoft",
+        client_id="11111111-2222",
+        endpoints=Endpoints("https://idp.example.com/auth", "https://idp.example.com/token"),
+        token_auth="client_secret_post",
+        redirect_uri="http://localhost",
+        scopes=("offline_access", "https://outlook.office.com/IMAP.AccessAsUser.All"),
+        created_at=time.time(),
+        expires_at=SECRETS.expires_at,
+        has_refresh_token=True,
+    )
+    return record.evolve(**changes)
+
+
+@pytest.fixture
+def store(keyring_env: dict[str, str]) -> TokenStore:
+    return TokenStore()
+
+
+def test_round_trip_in_the_real_keyring(store: TokenStore) -> None:
+    record = store.add(make_record(), SECRETS)
+    assert store.get("WORK-MAIL").id == record.id  # names ignore case
+    assert store.read_tokens(record) == SECRETS
+    # stored under service "oauthtok" and the stable id, where secret-tool finds it too
+    found = subprocess.run(
+        ["secret-tool", "lookup", "service", "oauthtok", "username", record.id],
+        capture_output=True,
+        text=True,
+    )
+    if found.returncode == 0:  # libsecret-tools is optional
+        assert json.loads(found.stdout)["refresh_token"] == "RT-secret-refresh"
+
+
+def test_files_are_private_and_hold_no_secret(store: TokenStore) -> None:
+    store.add(make_record(), SECRETS)
+    index = Path(store.index_path)
+    assert stat.S_IMODE(index.stat().st_mode) == 0o600
+    assert stat.S_IMODE(index.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE((index.parent / "locks").stat().st_mode) == 0o700
+    text = index.read_text()
+    for secret in ("AT-secret", "RT-secret", "CS-secret"):
+        assert secret not in text
+    assert [p.name for p in index.parent.iterdir() if p.name.startswith(".tmp")] == []
+
+
+def test_rename_touches_only_the_index(store: TokenStore) -> None:
+    record = store.add(make_record(), SECRETS)
+    store.add(make_record("other"), SECRETS)
+    renamed = store.rename("work-mail", "Mail (IMAP)")
+    assert renamed.id == record.id and store.read_tokens(renamed) == SECRETS
+    with pytest.raises(TokenNotFound):
+        store.get("work-mail")
+    with pytest.raises(UsageError, match="exists already"):
+        store.rename("Mail (IMAP)", "OTHER")
+    with pytest.raises(TokenNotFound):
+        store.rename("nope", "x")
+    assert store.rename("mail (imap)", "MAIL (IMAP)").name == "MAIL (IMAP)"  # case only
+
+
+def test_delete_removes_the_keyring_entry(store: TokenStore) -> None:
+    record = store.add(make_record(), SECRETS)
+    store.delete("work-mail")
+    assert store.keychain.get(record.id) is None
+    assert store.records() == []
+    with pytest.raises(TokenNotFound):
+        store.delete("work-mail")
+
+
+def test_duplicate_names_ignore_case(store: TokenStore) -> None:
+    store.add(make_record(), SECRETS)
+    with pytest.raises(UsageError, match="exists already"):
+        store.add(make_record("Work-Mail"), SECRETS)
+
+
+@pytest.mark.parametrize("name", ["", " lead", "trail ", "a" * 65, "tab\there", "nl\nx", "del\x7f"])
+def test_invalid_names(name: str) -> None:
+    with pytest.raises(UsageError):
+        validate_name(name)
+
+
+@pytest.mark.parametrize("name", ["a", "a" * 64, "work mail", "Ünïcode-名前", "x/y:z"])
+def test_valid_names(name: str) -> None:
+    assert validate_name(name) == name
+
+
+def test_corrupt_index_is_left_alone(store: TokenStore) -> None:
+    store.add(make_record(), SECRETS)
+    index = Path(store.index_path)
+    index.write_text('{"version": 1, "tokens": [')
+    with pytest.raises(StoreError, match="corrupt"):
+        store.records()
+    with pytest.raises(StoreError, match="corrupt"):
+        store.add(make_record("x"), SECRETS)
+    assert index.read_text() == '{"version": 1, "tokens": ['
+    result = run_oauthtok("list")
+    assert result.returncode == 8 and "corrupt" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_concurrent_adds_from_many_processes_all_land(store: TokenStore) -> None:
+    code = (
+        "import sys,time;from oauthtok.store import TokenStore,new_token_id;"
+        "from oauthtok.models import TokenRecord,TokenSet,Endpoints;"
+        "r=TokenRecord(id=new_token_id(),name=sys.argv[1],service='s',client_id='c',"
+        "endpoints=Endpoints(None,'https://x/t'),token_auth='none',redirect_uri='http://localhost',"
+        "scopes=('a',));TokenStore().add(r,TokenSet(access_token='t'))"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"t{i}"]) for i in range(8)]
+    assert [p.wait(60) for p in procs] == [0] * 8
+    assert sorted(r.name for r in store.records()) == [f"t{i}" for i in range(8)]
+
+
+# -- keyring failure modes ---------------------------------------------------------------------
+
+
+def test_no_dbus_session_is_exit_8(store: TokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.add(make_record(), SECRETS)
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS")
+    result = run_oauthtok("token", "work-mail")
+    assert result.returncode == 8
+    assert "DBUS_SESSION_BUS_ADDRESS is unset" in result.stderr
+    assert "PYTHON_KEYRING_BACKEND" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_bus_without_secret_service_is_exit_8(
+    store: TokenStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import BUS_CONF
+
+    store.add(make_record(), SECRETS)
+    (tmp_path / "bus").mkdir()
+    conf = tmp_path / "bus.conf"
+    conf.write_text(BUS_CONF.format(dir=tmp_path / "bus"))
+    bus = subprocess.Popen(
+        ["dbus-daemon", f"--config-file={conf}", "--nofork", "--nopidfile", "--print-address=1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert bus.stdout is not None
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", bus.stdout.readline().decode().strip())
+        result = run_oauthtok("token", "work-mail")
+        assert result.returncode == 8, result.stderr
+        assert "keyring" in result.stderr and "Traceback" not in result.stderr
+    finally:
+        bus.terminate()
+        bus.wait()
+
+
+def test_locked_keyring_is_exit_8(store: TokenStore, keyring_env: dict[str, str]) -> None:
+    import secretstorage
+    from jeepney import DBusAddress, new_method_call
+
+    store.add(make_record(), SECRETS)
+    conn = secretstorage.dbus_init()
+    collection = secretstorage.get_default_collection(conn)
+    collection.lock()
+    try:
+        result = run_oauthtok("token", "work-mail")
+        assert result.returncode == 8, result.stderr
+        assert "locked" in result.stderr
+    finally:
+        # unlock without a prompt through gnome-keyring's internal interface
+        from jeepney.io.blocking import open_dbus_connection
+        from jeepney.wrappers import unwrap_msg
+
+        with open_dbus_connection("SESSION") as raw:
+            svc = DBusAddress(
+                "/org/freedesktop/secrets",
+                "org.freedesktop.secrets",
+                "org.freedesktop.Secret.Service",
+            )
+            _, path = unwrap_msg(
+                raw.send_and_get_reply(
+                    new_method_call(svc, "OpenSession", "sv", ("plain", ("s", "")))
+                )
+            )
+            internal = DBusAddress(
+                "/org/freedesktop/secrets",
+                "org.freedesktop.secrets",
+                "org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface",
+            )
+            unwrap_msg(
+                raw.send_and_get_reply(
+                    new_method_call(
+                        internal,
+                        "UnlockWithMasterPassword",
+                        "o(oayays)",
+                        (
+                            collection.collection_path,
+                            (path, b"", keyring_env["password"].encode(), "text/plain"),
+                        ),
+                    )
+                )
+            )
+        conn.close()
+    assert store.read_tokens(store.get("work-mail")) == SECRETS
+
+
+@pytest.mark.parametrize(
+    "backend", ["keyring.backends.fail.Keyring", "keyring.backends.null.Keyring"]
+)
+def test_unusable_configured_backend_is_exit_8(
+    store: TokenStore, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    store.add(make_record(), SECRETS)
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", backend)
+    result = run_oauthtok("token", "work-mail")
+    assert result.returncode == 8, result.stderr
+    assert "no usable keyring" in result.stderr
+
+
+def test_hung_keyring_times_out(tmp_path: Path, memory_keyring: MemoryKeyring) -> None:
+    memory_keyring.delay = 5
+    store = TokenStore(Keychain(memory_keyring, timeout=0.3), data_dir=str(tmp_path / "d"))
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=r"did not answer within 0\.3 s"):
+        store.add(make_record(), SECRETS)
+    assert time.monotonic() - started < 3
+    assert StoreError.exit_code == 8
+
+
+# -- size limits -------------------------------------------------------------------------------
+
+
+def test_large_secrets_are_split_on_capped_backends(memory_keyring: MemoryKeyring) -> None:
+    chain = Keychain(memory_keyring, chunk_size=100)
+    big = "x" * 950
+    chain.set("id1", big)
+    assert max(len(v) for v in memory_keyring.items.values()) <= 100
+    assert len(memory_keyring.items) == 11  # header + 10 chunks
+    assert chain.get("id1") == big
+    chain.set("id1", "y" * 150)  # shrinking removes the chunks no longer used
+    assert len(memory_keyring.items) == 3 and chain.get("id1") == "y" * 150
+    chain.set("id1", "small")
+    assert len(memory_keyring.items) == 1 and chain.get("id1") == "small"
+    chain.set("id1", big)
+    chain.delete("id1")
+    assert memory_keyring.items == {}
+
+
+def test_windows_backend_gets_a_chunk_size(memory_keyring: MemoryKeyring) -> None:
+    class WinVaultKeyring(MemoryKeyring):
+        pass
+
+    assert Keychain(WinVaultKeyring()).chunk_size == 1200
+    assert Keychain(memory_keyring).chunk_size is None
+
+
+def test_transient_read_error_is_retried_once(memory_keyring: MemoryKeyring) -> None:
+    calls = {"n": 0}
+    original = memory_keyring.get_password
+
+    def flaky(service: str, username: str) -> str | None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("ItemNotFoundException")
+        return original(service, username)
+
+    memory_keyring.set_password(layout.KEYRING_SERVICE, "k", "v")
+    memory_keyring.get_password = flaky  # type: ignore[method-assign]
+    assert Keychain(memory_keyring).get("k") == "v"
+    assert calls["n"] == 2
+
+
+def test_index_never_lists_secrets_even_with_many_tokens(tmp_path: Path) -> None:
+    memory = MemoryKeyring()
+    store = TokenStore(Keychain(memory), data_dir=str(tmp_path / "d"))
+    for i in range(30):
+        store.add(make_record(f"t{i:02d}"), SECRETS)
+    assert [r.name for r in store.records()] == [f"t{i:02d}" for i in range(30)]
+    text = Path(store.index_path).read_text()
+    assert "-secret-" not in text and "AT-" not in text

@@ -4,10 +4,8 @@ an in-memory keyring for unit tests, and the Authlib server plus a scripted brow
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,14 +16,6 @@ from keyring.backend import KeyringBackend
 
 TESTS = Path(__file__).parent
 REQUIRE_SECRET_SERVICE = os.environ.get("OAUTHTOK_REQUIRE_SECRET_SERVICE") == "1"
-
-BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig><type>session</type><listen>unix:dir={dir}</listen><auth>EXTERNAL</auth>
-  <policy context="default"><allow send_destination="*" eavesdrop="true"/>
-  <allow eavesdrop="true"/><allow own="*"/></policy></busconfig>
-"""
-KEYRING_PASSWORD = "oauthtok-tests"
 
 
 @pytest.fixture(autouse=True)
@@ -52,29 +42,6 @@ def isolated_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _default_collection_unlocked() -> bool:
-    from jeepney import DBusAddress, Properties, new_method_call
-    from jeepney.io.blocking import open_dbus_connection
-    from jeepney.wrappers import unwrap_msg
-
-    try:
-        with open_dbus_connection("SESSION") as conn:
-            svc = DBusAddress(
-                "/org/freedesktop/secrets",
-                "org.freedesktop.secrets",
-                "org.freedesktop.Secret.Service",
-            )
-            msg = new_method_call(svc, "ReadAlias", "s", ("default",))
-            (path,) = unwrap_msg(conn.send_and_get_reply(msg, timeout=2))
-            if path == "/":
-                return False
-            coll = DBusAddress(path, "org.freedesktop.secrets", "org.freedesktop.Secret.Collection")
-            ((_, locked),) = unwrap_msg(conn.send_and_get_reply(Properties(coll).get("Locked")))
-            return not locked
-    except Exception:
-        return False
-
-
 def _missing_secret_service(reason: str) -> None:
     if REQUIRE_SECRET_SERVICE:
         pytest.fail(f"OAUTHTOK_REQUIRE_SECRET_SERVICE=1 but {reason}")
@@ -84,75 +51,26 @@ def _missing_secret_service(reason: str) -> None:
 @pytest.fixture(scope="session")
 def secret_service() -> Iterator[dict[str, str]]:
     """A private D-Bus session bus with an unlocked gnome-keyring, for the whole run."""
+    from tests.secret_service_daemon import Unavailable, missing_daemon, private_secret_service
+
     if os.environ.get("WITH_SECRET_SERVICE") == "1":  # already under with-secret-service
         yield {
             "address": os.environ["DBUS_SESSION_BUS_ADDRESS"],
             "password": os.environ.get("WITH_SECRET_SERVICE_PASSWORD", ""),
         }
         return
-    for exe in ("dbus-daemon", "gnome-keyring-daemon"):
-        if not shutil.which(exe):
-            _missing_secret_service(f"{exe} not installed (apt-get install dbus-x11 gnome-keyring)")
-    tmp = tempfile.mkdtemp(prefix="oauthtok-secret-service-")
-    os.makedirs(f"{tmp}/run", mode=0o700)
-    os.makedirs(f"{tmp}/data", mode=0o700)
-    Path(f"{tmp}/bus.conf").write_text(BUS_CONF.format(dir=f"{tmp}/run"))
-    procs: list[subprocess.Popen[bytes]] = []
+    problem = missing_daemon()
+    if problem:
+        _missing_secret_service(problem)
     mp = pytest.MonkeyPatch()
     try:
-        bus = subprocess.Popen(
-            [
-                "dbus-daemon",
-                f"--config-file={tmp}/bus.conf",
-                "--nofork",
-                "--nosyslog",
-                "--nopidfile",
-                "--print-address=1",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(bus)
-        assert bus.stdout is not None
-        address = bus.stdout.readline().decode().strip()
-        if not address:
-            pytest.fail("dbus-daemon did not start")
-        mp.setenv("DBUS_SESSION_BUS_ADDRESS", address)
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "GNOME_KEYRING_CONTROL")
-        }
-        env.update(XDG_DATA_HOME=f"{tmp}/data", XDG_RUNTIME_DIR=f"{tmp}/run")
-        gk = subprocess.Popen(
-            ["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        procs.append(gk)
-        assert gk.stdin is not None
-        gk.stdin.write(KEYRING_PASSWORD.encode())  # no newline: read verbatim
-        gk.stdin.close()
-        deadline = time.monotonic() + 15
-        while not _default_collection_unlocked():
-            if gk.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("gnome-keyring-daemon did not offer an unlocked default collection")
-            time.sleep(0.02)
-        yield {"address": address, "password": KEYRING_PASSWORD}
+        with private_secret_service() as service:
+            mp.setenv("DBUS_SESSION_BUS_ADDRESS", service["address"])
+            yield service
+    except Unavailable as exc:
+        pytest.fail(str(exc))
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in reversed(procs):
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
         mp.undo()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture

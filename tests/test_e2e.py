@@ -52,8 +52,14 @@ def token(name: str = "work-mail", *args: str, **kw: Any) -> subprocess.Complete
     return run_oauthtok("token", name, *args, **kw)
 
 
-def index() -> dict[str, Any]:
-    path = Path(os.environ["XDG_DATA_HOME"]) / "oauthtok" / "tokens.json"
+def stored_metadata() -> str:
+    """Every file of the store's data dir, concatenated."""
+    folder = Path(os.environ["XDG_DATA_HOME"]) / "oauthtok"
+    return "".join(p.read_text() for p in sorted(folder.rglob("*.json")))
+
+
+def only_record() -> dict[str, Any]:
+    (path,) = (Path(os.environ["XDG_DATA_HOME"]) / "oauthtok" / "tokens").glob("*.json")
     return json.loads(path.read_text())
 
 
@@ -72,9 +78,10 @@ def test_create_confidential_then_token(auth_server: Any, auth: str) -> None:
     assert access.startswith("at-") and access.endswith("\n") and access.count("\n") == 1
     assert out.stderr == ""
     # the secret and the tokens are in the keyring, not in the index
-    text = json.dumps(index())
+    text = stored_metadata()
+    assert "work-mail" in text and "granted_scopes" in text
     assert SECRET not in text and access.strip() not in text
-    assert index()["tokens"][0]["granted_scopes"] == ["offline_access", "mail.read"]
+    assert only_record()["granted_scopes"] == ["offline_access", "mail.read"]
 
 
 def test_create_public_client_with_pkce_only(auth_server: Any) -> None:

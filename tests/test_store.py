@@ -65,21 +65,29 @@ def test_round_trip_in_the_real_keyring(store: TokenStore) -> None:
 
 def test_files_are_private_and_hold_no_secret(store: TokenStore) -> None:
     store.add(make_record(), SECRETS)
-    index = Path(store.index_path)
-    assert stat.S_IMODE(index.stat().st_mode) == 0o600
-    assert stat.S_IMODE(index.parent.stat().st_mode) == 0o700
-    assert stat.S_IMODE((index.parent / "locks").stat().st_mode) == 0o700
-    text = index.read_text()
-    for secret in ("AT-secret", "RT-secret", "CS-secret"):
-        assert secret not in text
-    assert [p.name for p in index.parent.iterdir() if p.name.startswith(".tmp")] == []
+    folder = Path(store.data_dir)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    assert [p.relative_to(folder).as_posix() for p in files if p.suffix == ".json"] == [
+        "names.json",
+        f"tokens/{store.get('work-mail').id}.json",
+    ]
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        for secret in ("AT-secret", "RT-secret", "CS-secret"):
+            assert secret not in path.read_text()
+    for path in (folder, folder / "locks", folder / "tokens"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    assert not [p for p in files if p.name.startswith(".tmp")]
 
 
-def test_rename_touches_only_the_index(store: TokenStore) -> None:
+def test_rename_touches_only_the_name_index(store: TokenStore) -> None:
     record = store.add(make_record(), SECRETS)
+    record_file = Path(store.data_dir) / "tokens" / f"{record.id}.json"
+    before = record_file.read_bytes()
     store.add(make_record("other"), SECRETS)
     renamed = store.rename("work-mail", "Mail (IMAP)")
     assert renamed.id == record.id and store.read_tokens(renamed) == SECRETS
+    assert record_file.read_bytes() == before
     with pytest.raises(TokenNotFound):
         store.get("work-mail")
     with pytest.raises(UsageError, match="exists already"):
@@ -117,7 +125,7 @@ def test_valid_names(name: str) -> None:
 
 def test_corrupt_index_is_left_alone(store: TokenStore) -> None:
     store.add(make_record(), SECRETS)
-    index = Path(store.index_path)
+    index = Path(store.names_path)
     index.write_text('{"version": 1, "tokens": [')
     with pytest.raises(StoreError, match="corrupt"):
         store.records()
@@ -158,20 +166,12 @@ def test_no_dbus_session_is_exit_8(store: TokenStore, monkeypatch: pytest.Monkey
 def test_bus_without_secret_service_is_exit_8(
     store: TokenStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.conftest import BUS_CONF
+    from tests.secret_service_daemon import start_bus
 
     store.add(make_record(), SECRETS)
-    (tmp_path / "bus").mkdir()
-    conf = tmp_path / "bus.conf"
-    conf.write_text(BUS_CONF.format(dir=tmp_path / "bus"))
-    bus = subprocess.Popen(
-        ["dbus-daemon", f"--config-file={conf}", "--nofork", "--nopidfile", "--print-address=1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    bus, address = start_bus(tmp_path)
     try:
-        assert bus.stdout is not None
-        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", bus.stdout.readline().decode().strip())
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)
         result = run_oauthtok("token", "work-mail")
         assert result.returncode == 8, result.stderr
         assert "keyring" in result.stderr and "Traceback" not in result.stderr
@@ -302,5 +302,27 @@ def test_index_never_lists_secrets_even_with_many_tokens(tmp_path: Path) -> None
     for i in range(30):
         store.add(make_record(f"t{i:02d}"), SECRETS)
     assert [r.name for r in store.records()] == [f"t{i:02d}" for i in range(30)]
-    text = Path(store.index_path).read_text()
+    text = "".join(p.read_text() for p in Path(store.data_dir).rglob("*.json"))
     assert "-secret-" not in text and "AT-" not in text
+
+
+def test_corrupt_record_file_is_exit_8(store: TokenStore) -> None:
+    record = store.add(make_record(), SECRETS)
+    path = Path(store.data_dir) / "tokens" / f"{record.id}.json"
+    path.write_text("{nope")
+    result = run_oauthtok("show", "work-mail")
+    assert result.returncode == 8 and str(path) in result.stderr
+    assert path.read_text() == "{nope"
+
+
+def test_delete_leaves_no_files_behind(store: TokenStore) -> None:
+    record = store.add(make_record(), SECRETS)
+    store.delete("work-mail")
+    assert not (Path(store.data_dir) / "tokens" / f"{record.id}.json").exists()
+
+
+def test_list_never_touches_the_keyring(store: TokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.add(make_record("a"), SECRETS)
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS")  # no keyring reachable at all
+    result = run_oauthtok("list")
+    assert result.returncode == 0 and result.stdout.splitlines()[1].startswith("a\t")

@@ -86,19 +86,24 @@ def render_token(
 def cached_token(name: str, fmt: str, min_valid: float) -> str | None:
     if os.environ.get("OAUTHTOK_NO_FAST_PATH") or not layout.fast_path_allowed():
         return None
-    record = layout.find_record(layout.read_index(paths.index_path()), name)
-    if record is None:
+    data_dir = paths.data_dir()
+    found = layout.lookup(layout.read_names(data_dir), name)
+    if found is None:
         return None
+    token_id = found[1]
     from oauthtok.secret_service import read_secret
 
-    raw = read_secret(layout.KEYRING_SERVICE, record["id"])
+    raw = read_secret(layout.KEYRING_SERVICE, token_id)
     if raw is None or not raw.startswith("{"):
         return None
     secret: dict[str, Any] = json.loads(raw)
     expires_at = secret.get("expires_at")
     if expires_at is not None and float(expires_at) - time.time() <= min_valid:
         return None
-    scopes = record.get("granted_scopes") or record.get("scopes") or []
+    scopes: list[str] = []
+    if fmt == "json":  # only this format needs the metadata file
+        record = layout.read_record(data_dir, token_id)
+        scopes = record.get("granted_scopes") or record.get("scopes") or []
     return render_token(secret["access_token"], secret.get("token_type"), expires_at, scopes, fmt)
 
 

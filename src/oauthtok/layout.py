@@ -1,5 +1,13 @@
 """The on-disk and in-keyring formats, shared by the store and the `token` fast path.
 
+In the data dir:
+  names.json          {"version": 1, "names": {display name: token id}} — the one place names
+                      live, so a rename is one atomic write, and the fast path's lookup costs
+                      the same with 1 token or 1,000
+  tokens/<id>.json    one token's metadata (never a secret), without its name
+  locks/              cross-process lock files
+In the keyring: service "oauthtok", user name = token id, value = the TokenSet as JSON.
+
 Stdlib only and no dataclasses: the fast path imports this module.
 """
 
@@ -9,9 +17,11 @@ import json
 import os
 from typing import Any
 
-#: keyring "service" under which every secret is stored; the keyring "username" is the token id.
 KEYRING_SERVICE = "oauthtok"
 INDEX_VERSION = 1
+NAMES_FILE = "names.json"
+RECORDS_DIR = "tokens"
+LOCKS_DIR = "locks"
 
 
 def name_key(name: str) -> str:
@@ -19,31 +29,55 @@ def name_key(name: str) -> str:
     return name.casefold()
 
 
-def read_index(path: str) -> dict[str, Any] | None:
-    """The parsed index, or None when there is none yet. Raises ValueError when it is corrupt."""
+def names_path(data_dir: str) -> str:
+    return os.path.join(data_dir, NAMES_FILE)
+
+
+def record_path(data_dir: str, token_id: str) -> str:
+    return os.path.join(data_dir, RECORDS_DIR, token_id + ".json")
+
+
+def read_names(data_dir: str) -> dict[str, str]:
+    """Display name → token id ({} when there is no store yet). ValueError when corrupt."""
     try:
-        with open(path, "rb") as f:
+        with open(names_path(data_dir), "rb") as f:
             raw = f.read()
     except FileNotFoundError:
-        return None
+        return {}
     data = json.loads(raw)
-    if (
-        not isinstance(data, dict)
-        or data.get("version") != INDEX_VERSION
-        or not isinstance(data.get("tokens"), list)
+    names = data.get("names") if isinstance(data, dict) else None
+    if not isinstance(names, dict) or data.get("version") != INDEX_VERSION:
+        raise ValueError("not an oauthtok name index of a known version")
+    if not all(
+        isinstance(k, str) and isinstance(v, str) and is_token_id(v) for k, v in names.items()
     ):
-        raise ValueError("not an oauthtok index of a known version")
-    return data
+        raise ValueError("a name maps to something that is not a token id")
+    return names
 
 
-def find_record(index: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
-    if not index:
-        return None
+def lookup(names: dict[str, str], name: str) -> tuple[str, str] | None:
+    """(display name, token id) of `name`, ignoring case."""
+    token_id = names.get(name)
+    if token_id is not None:
+        return name, token_id
     key = name_key(name)
-    for record in index["tokens"]:
-        if isinstance(record, dict) and name_key(str(record.get("name", ""))) == key:
-            return record
+    for display, token_id in names.items():
+        if name_key(display) == key:
+            return display, token_id
     return None
+
+
+def is_token_id(value: str) -> bool:
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+def read_record(data_dir: str, token_id: str) -> dict[str, Any]:
+    """One token's metadata as stored. OSError or ValueError when missing or corrupt."""
+    with open(record_path(data_dir, token_id), "rb") as f:
+        data = json.loads(f.read())
+    if not isinstance(data, dict) or data.get("id") != token_id:
+        raise ValueError(f"record {token_id} is not a token record")
+    return data
 
 
 def fast_path_allowed() -> bool:

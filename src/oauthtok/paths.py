@@ -44,13 +44,5 @@ def config_dir() -> str:
     return platformdirs.user_config_dir(APP, appauthor=False)
 
 
-def index_path() -> str:
-    return os.path.join(data_dir(), "tokens.json")
-
-
-def lock_dir() -> str:
-    return os.path.join(data_dir(), "locks")
-
-
 def user_catalog_path() -> str:
     return os.path.join(config_dir(), "services.toml")

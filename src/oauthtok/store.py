@@ -75,14 +75,14 @@ class TokenStore:
     def __init__(self, keychain: Keychain | None = None, data_dir: str | None = None) -> None:
         self.keychain = keychain or Keychain()
         self.data_dir = data_dir or paths.data_dir()
-        self.index_path = os.path.join(self.data_dir, "tokens.json")
-        self._lock_dir = os.path.join(self.data_dir, "locks")
+        self.names_path = layout.names_path(self.data_dir)
 
     # -- locks ------------------------------------------------------------------------------
     def _lock(self, name: str) -> FileLock:
+        lock_dir = os.path.join(self.data_dir, layout.LOCKS_DIR)
         ensure_private_dir(self.data_dir)
-        ensure_private_dir(self._lock_dir)
-        return FileLock(os.path.join(self._lock_dir, name + ".lock"), mode=0o600)
+        ensure_private_dir(lock_dir)
+        return FileLock(os.path.join(lock_dir, name + ".lock"), mode=0o600)
 
     @contextlib.contextmanager
     def _locked(self, name: str, what: str) -> Iterator[None]:
@@ -96,48 +96,53 @@ class TokenStore:
             ) from None
 
     def index_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Serializes every change of the store across processes."""
         return self._locked("index", "the token index")
 
     def token_lock(self, record: TokenRecord) -> contextlib.AbstractContextManager[None]:
         """Serializes refreshes of one token across processes (single-flight)."""
         return self._locked(f"token-{record.id}", f"token {record.name!r}")
 
-    # -- index ------------------------------------------------------------------------------
-    def _read_index(self) -> dict[str, Any]:
-        try:
-            data = layout.read_index(self.index_path)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise StoreError(
-                f"the token index {self.index_path} is corrupt ({exc}); it was left as it is: "
-                "restore it from a backup or move it aside"
-            ) from None
-        except OSError as exc:
-            raise StoreError(f"cannot read the token index {self.index_path}: {exc}") from None
-        return data or {"version": layout.INDEX_VERSION, "tokens": []}
+    # -- reading ----------------------------------------------------------------------------
+    def _corrupt(self, path: str, exc: BaseException) -> StoreError:
+        return StoreError(
+            f"{path} is corrupt ({type(exc).__name__}: {exc}); it was left as it is: restore it "
+            "from a backup or move it aside"
+        )
 
-    def _write_index(self, data: dict[str, Any]) -> None:
-        ensure_private_dir(self.data_dir)
+    def _names(self) -> dict[str, str]:
         try:
-            atomic_write(self.index_path, json.dumps(data, indent=1).encode())
+            return layout.read_names(self.data_dir)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self._corrupt(self.names_path, exc) from None
         except OSError as exc:
+            raise StoreError(f"cannot read {self.names_path}: {exc}") from None
+
+    def _record(self, name: str, token_id: str) -> TokenRecord:
+        path = layout.record_path(self.data_dir, token_id)
+        try:
+            return TokenRecord.from_json(
+                {**layout.read_record(self.data_dir, token_id), "name": name}
+            )
+        except FileNotFoundError:
             raise StoreError(
-                f"cannot write the token index {self.index_path}: {exc}; nothing was changed"
+                f"the metadata of token {name!r} ({path}) is missing; `oauthtok delete {name}` "
+                "and create it again"
             ) from None
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+            raise self._corrupt(path, exc) from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from None
 
     def records(self) -> list[TokenRecord]:
-        """Every token's metadata, sorted by name. Reads the index only, never the keyring."""
-        try:
-            records = [TokenRecord.from_json(r) for r in self._read_index()["tokens"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StoreError(
-                f"the token index {self.index_path} is corrupt (bad record: {exc}); it was left "
-                "as it is: restore it from a backup or move it aside"
-            ) from None
-        return sorted(records, key=lambda r: layout.name_key(r.name))
+        """Every token's metadata, sorted by name. Never reads the keyring."""
+        names = self._names()
+        ordered = sorted(names, key=layout.name_key)
+        return [self._record(name, names[name]) for name in ordered]
 
     def find(self, name: str) -> TokenRecord | None:
-        raw = layout.find_record(self._read_index(), name)
-        return None if raw is None else TokenRecord.from_json(raw)
+        found = layout.lookup(self._names(), name)
+        return None if found is None else self._record(*found)
 
     def get(self, name: str) -> TokenRecord:
         record = self.find(name)
@@ -147,18 +152,27 @@ class TokenStore:
 
     def get_by_id(self, token_id: str, name: str) -> TokenRecord:
         """The current record of a token (it may have been renamed meanwhile)."""
-        for raw in self._read_index()["tokens"]:
-            if raw.get("id") == token_id:
-                return TokenRecord.from_json(raw)
+        for display, other in self._names().items():
+            if other == token_id:
+                return self._record(display, token_id)
         raise TokenNotFound(f"token {name!r} was deleted meanwhile")
 
-    def _replace_record(self, data: dict[str, Any], record: TokenRecord) -> None:
-        tokens = data["tokens"]
-        for i, raw in enumerate(tokens):
-            if raw.get("id") == record.id:
-                tokens[i] = record.to_json()
-                return
-        raise TokenNotFound(f"token {record.name!r} was deleted meanwhile")
+    # -- writing (callers hold the index lock) ----------------------------------------------
+    def _write(self, path: str, data: dict[str, Any]) -> None:
+        ensure_private_dir(os.path.dirname(path))
+        try:
+            atomic_write(path, json.dumps(data, indent=1, ensure_ascii=False).encode())
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc}; nothing was changed") from None
+
+    def _write_names(self, names: dict[str, str]) -> None:
+        ensure_private_dir(self.data_dir)
+        self._write(self.names_path, {"version": layout.INDEX_VERSION, "names": names})
+
+    def _write_record(self, record: TokenRecord) -> None:
+        data = record.to_json()
+        del data["name"]  # names live in names.json only
+        self._write(layout.record_path(self.data_dir, record.id), data)
 
     # -- secrets ----------------------------------------------------------------------------
     def read_tokens(self, record: TokenRecord) -> TokenSet:
@@ -178,19 +192,25 @@ class TokenStore:
 
     # -- changes ----------------------------------------------------------------------------
     def add(self, record: TokenRecord, tokens: TokenSet) -> TokenRecord:
-        """Save a new token. Secrets first, then the index; on failure neither stays."""
+        """Save a new token: secrets, then metadata, then the name (the commit point).
+
+        On any failure, Ctrl-C included, nothing stays behind.
+        """
         validate_name(record.name)
         with self.index_lock():
-            data = self._read_index()
-            if layout.find_record(data, record.name) is not None:
-                raise UsageError(f"a token named {record.name!r} exists already")
+            names = self._names()
+            taken = layout.lookup(names, record.name)
+            if taken is not None:
+                raise UsageError(f"a token named {taken[0]!r} exists already")
             try:
                 self.keychain.set(record.id, tokens.dumps())
-                data["tokens"].append(record.to_json())
-                self._write_index(data)
-            except BaseException:  # Ctrl-C included: leave nothing behind
+                self._write_record(record)
+                self._write_names({**names, record.name: record.id})
+            except BaseException:
                 with contextlib.suppress(StoreError):
                     self.keychain.delete(record.id)
+                with contextlib.suppress(OSError):
+                    os.unlink(layout.record_path(self.data_dir, record.id))
                 raise
         return record
 
@@ -204,38 +224,37 @@ class TokenStore:
 
     def update(self, record: TokenRecord, **changes: Any) -> TokenRecord:
         with self.index_lock():
-            data = self._read_index()
-            raw = next((r for r in data["tokens"] if r.get("id") == record.id), None)
-            if raw is None:
-                raise TokenNotFound(f"token {record.name!r} was deleted meanwhile")
-            updated = TokenRecord.from_json(raw).evolve(**changes)
-            self._replace_record(data, updated)
-            self._write_index(data)
+            updated = self.get_by_id(record.id, record.name).evolve(**changes)
+            self._write_record(updated)
         return updated
 
     def rename(self, old: str, new: str) -> TokenRecord:
+        """Only names.json changes; the keyring and the record file stay as they are."""
         validate_name(new)
         with self.index_lock():
-            data = self._read_index()
-            raw = layout.find_record(data, old)
-            if raw is None:
+            names = self._names()
+            found = layout.lookup(names, old)
+            if found is None:
                 raise TokenNotFound(f"no token named {old!r}; `oauthtok list` shows the names")
-            other = layout.find_record(data, new)
-            if other is not None and other is not raw:
-                raise UsageError(f"a token named {other['name']!r} exists already")
-            raw["name"] = new
-            self._write_index(data)
-            return TokenRecord.from_json(raw)
+            display, token_id = found
+            other = layout.lookup(names, new)
+            if other is not None and other[1] != token_id:
+                raise UsageError(f"a token named {other[0]!r} exists already")
+            renamed = {(new if n == display else n): i for n, i in names.items()}
+            self._write_names(renamed)
+            return self._record(new, token_id)
 
     def delete(self, name: str) -> TokenRecord:
-        """Remove the keyring entry, then the index entry."""
+        """Remove the keyring entry, then the name, then the metadata file."""
         with self.index_lock():
-            data = self._read_index()
-            raw = layout.find_record(data, name)
-            if raw is None:
+            names = self._names()
+            found = layout.lookup(names, name)
+            if found is None:
                 raise TokenNotFound(f"no token named {name!r}; `oauthtok list` shows the names")
-            record = TokenRecord.from_json(raw)
-            self.keychain.delete(record.id)
-            data["tokens"] = [r for r in data["tokens"] if r.get("id") != record.id]
-            self._write_index(data)
+            display, token_id = found
+            record = self._record(display, token_id)
+            self.keychain.delete(token_id)
+            self._write_names({n: i for n, i in names.items() if i != token_id})
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(layout.record_path(self.data_dir, token_id))
         return record

@@ -7,6 +7,7 @@ consents (or refuses), and knobs the tests turn. It serves on 127.0.0.1 in a thr
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -137,6 +138,7 @@ class TestAuthServer:
         self.knobs = Knobs()
         self.lock = threading.Lock()
         self.app = self._make_app()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no request log lines
         self._http = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.port = self._http.server_port
         self.base_url = f"http://127.0.0.1:{self.port}"

@@ -277,27 +277,48 @@ def test_duplicate_name_is_refused_before_the_browser(auth_server: Any, browser:
     assert browser.read_text() == "" and "/authorize?" not in result.stderr
 
 
+HEAVY = (
+    "typer",
+    "rich",
+    "click",
+    "httpx",
+    "keyring",
+    "secretstorage",
+    "cryptography",
+    "filelock",
+    "platformdirs",
+    "pydantic",
+    "oauthtok.cli",
+    "oauthtok.store",
+    "dataclasses",
+)
+
+
+def imported_modules(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run the real entry point with -X importtime; the set of modules it imported."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "oauthtok", *args],
+        capture_output=True,
+        text=True,
+    )
+    modules = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    return result, modules
+
+
 def test_cached_token_path_imports_nothing_heavy(auth_server: Any) -> None:
     assert create(auth_server).returncode == 0
-    code = (
-        "import sys, runpy; sys.argv=['oauthtok','token','work-mail'];"
-        "import atexit, os;"
-        "from oauthtok import fastpath;"
-        "rc = fastpath.run(sys.argv[2:]);"
-        "heavy=[m for m in ('typer','rich','httpx','click','keyring','secretstorage',"
-        "'cryptography','filelock','platformdirs','oauthtok.cli','oauthtok.store')"
-        " if m in sys.modules];"
-        "print('RC', rc, 'HEAVY', heavy)"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert "RC 0 HEAVY []" in result.stdout, result.stdout + result.stderr
+    result, modules = imported_modules("token", "work-mail", "--format", "json")
+    assert result.returncode == 0 and json.loads(result.stdout)["access_token"].startswith("at-")
+    assert "jeepney" in modules and "oauthtok.fastpath" in modules
+    assert not [m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY]
 
 
-def test_due_token_takes_the_full_path(auth_server: Any) -> None:
+def test_due_token_takes_the_full_path_with_the_same_answer(auth_server: Any) -> None:
     assert create(auth_server).returncode == 0
-    code = (
-        "import sys; from oauthtok import fastpath;"
-        "print('RC', fastpath.run(['work-mail', '--min-valid', '99999']))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert "RC None" in result.stdout
+    result, modules = imported_modules("token", "work-mail", "--min-valid", "99999")
+    assert result.returncode == 0 and "httpx" in modules and "oauthtok.cli" in modules
+    assert auth_server.knobs.refresh_requests == 1

@@ -57,18 +57,24 @@ def read_names(data_dir: str) -> dict[str, str]:
 
 def lookup(names: dict[str, str], name: str) -> tuple[str, str] | None:
     """(display name, token id) of `name`, ignoring case."""
+    found = None
     token_id = names.get(name)
     if token_id is not None:
-        return name, token_id
-    key = name_key(name)
-    for display, token_id in names.items():
-        if name_key(display) == key:
-            return display, token_id
-    return None
+        found = name, token_id
+    else:
+        key = name_key(name)
+        for display, other in names.items():
+            if name_key(display) == key:
+                found = display, other
+                break
+    if found is not None and not is_token_id(found[1]):
+        raise ValueError(f"the name {found[0]!r} maps to something that is not a token id")
+    return found
 
 
-def is_token_id(value: str) -> bool:
-    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+def is_token_id(value: object) -> bool:
+    """Ids are uuid4 hex strings; checked before one becomes part of a path."""
+    return isinstance(value, str) and len(value) == 32 and not value.strip("0123456789abcdef")
 
 
 def read_record(data_dir: str, token_id: str) -> dict[str, Any]:

@@ -321,4 +321,5 @@ def test_due_token_takes_the_full_path_with_the_same_answer(auth_server: Any) ->
     assert create(auth_server).returncode == 0
     result, modules = imported_modules("token", "work-mail", "--min-valid", "99999")
     assert result.returncode == 0 and "httpx" in modules and "oauthtok.cli" in modules
+    assert "secretstorage" in modules and "keyring" not in modules  # no keyring discovery
     assert auth_server.knobs.refresh_requests == 1

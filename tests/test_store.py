@@ -61,6 +61,34 @@ def test_round_trip_in_the_real_keyring(store: TokenStore) -> None:
     )
     if found.returncode == 0:  # libsecret-tools is optional
         assert json.loads(found.stdout)["refresh_token"] == "RT-secret-refresh"
+    # and where keyring's own command finds it: the items are keyring-compatible
+    via_keyring = subprocess.run(
+        [sys.executable, "-m", "keyring", "get", "oauthtok", record.id],
+        capture_output=True,
+        text=True,
+    )
+    assert json.loads(via_keyring.stdout)["access_token"] == "AT-secret-access"
+
+
+def test_one_dbus_connection_per_process(
+    store: TokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import secretstorage
+
+    opened = []
+    original = secretstorage.dbus_init
+
+    def counting() -> Any:
+        opened.append(1)
+        return original()
+
+    monkeypatch.setattr(secretstorage, "dbus_init", counting)
+    fresh = TokenStore()
+    record = fresh.add(make_record(), SECRETS)
+    fresh.save_tokens(record, SECRETS.evolve(access_token="AT-2"))
+    assert fresh.read_tokens(record).access_token == "AT-2"
+    fresh.delete(record.name)
+    assert len(opened) == 1
 
 
 def test_files_are_private_and_hold_no_secret(store: TokenStore) -> None:

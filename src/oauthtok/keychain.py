@@ -7,7 +7,6 @@ the value split into numbered chunks behind a small header entry.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
@@ -15,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from oauthtok.errors import StoreError
-from oauthtok.layout import KEYRING_SERVICE
+from oauthtok.layout import KEYRING_SERVICE, keyring_configured
 
 T = TypeVar("T")
 
@@ -23,6 +22,7 @@ _CHUNK_HEADER = "oauthtok-chunks:"
 #: characters per chunk on backends with a size cap (WinVault stores UTF-16: 2,560 bytes)
 _CAPPED_BACKENDS = {"WinVaultKeyring": 1200}
 
+LOCKED = "the keyring is locked; unlock it (log in to your desktop session) and retry"
 FIX = (
     "start and unlock a Secret Service (gnome-keyring, KeePassXC) in your session, or choose "
     "a backend through keyring's configuration (PYTHON_KEYRING_BACKEND or keyringrc.cfg)"
@@ -36,12 +36,55 @@ def default_timeout() -> float:
         return 15.0
 
 
-def _explicit_keyring_config() -> bool:
-    if os.environ.get("PYTHON_KEYRING_BACKEND"):
-        return True
-    from keyring.util import platform_
+class SecretServiceBackend:
+    """The freedesktop Secret Service through secretstorage, on one D-Bus connection per
+    process (keyring's own backend opens a new connection and session for every call).
 
-    return os.path.exists(os.path.join(platform_.config_root(), "keyringrc.cfg"))
+    Items carry the attributes keyring's Secret Service backend writes, so `keyring get
+    oauthtok ID` and `secret-tool lookup service oauthtok username ID` find them too.
+    """
+
+    appid = "Python keyring library"
+
+    def __init__(self) -> None:
+        self._collection: Any = None
+
+    def _unlocked_collection(self) -> Any:
+        import secretstorage
+
+        if self._collection is None:
+            connection = secretstorage.dbus_init()
+            self._collection = secretstorage.get_default_collection(connection)
+        collection = self._collection
+        if collection.is_locked():
+            collection.unlock()  # a desktop shows its unlock prompt here
+            if collection.is_locked():
+                raise StoreError(LOCKED)
+        return collection
+
+    def _items(self, service: str, username: str) -> list[Any]:
+        query = {"service": service, "username": username}
+        return list(self._unlocked_collection().search_items(query))
+
+    def get_password(self, service: str, username: str) -> str | None:
+        for item in self._items(service, username):
+            if item.is_locked():
+                item.unlock()
+                if item.is_locked():
+                    raise StoreError(LOCKED)
+            return item.get_secret().decode("utf-8")
+        return None
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        attributes = {"service": service, "username": username, "application": self.appid}
+        label = f"Password for '{username}' on '{service}'"
+        self._unlocked_collection().create_item(
+            label, attributes, password.encode("utf-8"), replace=True
+        )
+
+    def delete_password(self, service: str, username: str) -> None:
+        for item in self._items(service, username):
+            item.delete()
 
 
 def choose_backend() -> Any:
@@ -50,14 +93,12 @@ def choose_backend() -> Any:
     keyring's discovery is skipped: it is slow and silently prefers a plaintext file backend
     when keyrings.alt happens to be installed.
     """
-    import keyring
+    if keyring_configured():
+        import keyring
 
-    if _explicit_keyring_config():
         backend = keyring.get_keyring()
     elif sys.platform.startswith("linux"):
-        from keyring.backends import SecretService
-
-        backend = SecretService.Keyring()
+        return SecretServiceBackend()
     elif sys.platform == "darwin":
         from keyring.backends import macOS
 
@@ -67,6 +108,8 @@ def choose_backend() -> Any:
 
         backend = Windows.WinVaultKeyring()
     else:
+        import keyring
+
         backend = keyring.get_keyring()
     module = type(backend).__module__
     if module in ("keyring.backends.fail", "keyring.backends.null"):
@@ -77,8 +120,8 @@ def choose_backend() -> Any:
 def describe_failure(exc: BaseException) -> str:
     """One line saying why the keyring failed and what to do."""
     name = type(exc).__name__
-    if name == "KeyringLocked" or "locked" in str(exc).lower():
-        return "the keyring is locked; unlock it (log in to your desktop session) and retry"
+    if name in ("KeyringLocked", "LockedException") or "locked" in str(exc).lower():
+        return LOCKED
     if sys.platform.startswith("linux") and not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
         return (
             "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is unset: SSH, container or cron?); "
@@ -203,7 +246,9 @@ class Keychain:
 
 
 def _delete_quietly(backend: Any, key: str) -> None:
-    from keyring.errors import PasswordDeleteError
-
-    with contextlib.suppress(PasswordDeleteError):
+    """Delete one entry; an entry that is already gone is fine."""
+    try:
         backend.delete_password(KEYRING_SERVICE, key)
+    except Exception as exc:
+        if type(exc).__name__ != "PasswordDeleteError":  # keyring's "no such password"
+            raise

@@ -86,17 +86,31 @@ def read_record(data_dir: str, token_id: str) -> dict[str, Any]:
     return data
 
 
-def fast_path_allowed() -> bool:
-    """True when secrets may be read straight from the Secret Service (Linux, default backend).
-
-    A backend chosen through keyring's own configuration (PYTHON_KEYRING_BACKEND or
-    keyringrc.cfg) is honoured by going through keyring instead.
-    """
+def keyring_configured() -> bool:
+    """True when the user chose a backend through keyring's own configuration
+    (PYTHON_KEYRING_BACKEND, or keyringrc.cfg in keyring's config folder); on Linux that
+    folder is computed here, so that asking does not import keyring."""
     import sys
 
-    if not sys.platform.startswith("linux") or os.environ.get("PYTHON_KEYRING_BACKEND"):
-        return False
-    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
-        return False
-    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    return not os.path.exists(os.path.join(config_home, "python_keyring", "keyringrc.cfg"))
+    if os.environ.get("PYTHON_KEYRING_BACKEND"):
+        return True
+    if sys.platform.startswith("linux"):
+        config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+        root = os.path.join(config_home, "python_keyring")
+    else:
+        from keyring.util import platform_
+
+        root = platform_.config_root()
+    return os.path.exists(os.path.join(root, "keyringrc.cfg"))
+
+
+def fast_path_allowed() -> bool:
+    """True when secrets may be read straight from the Secret Service: Linux, a session bus,
+    and no keyring backend chosen by the user (that one is honoured through keyring)."""
+    import sys
+
+    return (
+        sys.platform.startswith("linux")
+        and bool(os.environ.get("DBUS_SESSION_BUS_ADDRESS"))
+        and not keyring_configured()
+    )

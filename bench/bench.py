@@ -48,7 +48,8 @@ def record(name: str, token_url: str, expires_at: float) -> TokenRecord:
         service="microsoft",
         client_id="11111111-2222-3333-4444-555555555555",
         endpoints=Endpoints(
-            "https://login.microsoftonline.com/common/oauth2/v2.0/authorize", token_url
+            token_url=token_url,
+            authorize_url="https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
         ),
         token_auth="client_secret_post",
         redirect_uri="http://localhost",

@@ -14,7 +14,10 @@ from oauthtok import oauth
 from oauthtok.errors import AuthorizationFailed, ProviderError, ReauthorizationRequired
 from oauthtok.models import Endpoints
 
-ENDS = Endpoints("https://idp.example.com/authorize?tenant=x", "https://idp.example.com/token")
+ENDS = Endpoints(
+    token_url="https://idp.example.com/token",
+    authorize_url="https://idp.example.com/authorize?tenant=x",
+)
 
 
 def query(url: str) -> dict[str, str]:

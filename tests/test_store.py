@@ -33,7 +33,9 @@ def make_record(name: str = "work-mail", **changes: Any) -> TokenRecord:
         name=name,
         service="microsoft",
         client_id="11111111-2222",
-        endpoints=Endpoints("https://idp.example.com/auth", "https://idp.example.com/token"),
+        endpoints=Endpoints(
+            token_url="https://idp.example.com/token", authorize_url="https://idp.example.com/auth"
+        ),
         token_auth="client_secret_post",
         redirect_uri="http://localhost",
         scopes=("offline_access", "https://outlook.office.com/IMAP.AccessAsUser.All"),
@@ -170,7 +172,7 @@ def test_concurrent_adds_from_many_processes_all_land(store: TokenStore) -> None
         "import sys,time;from oauthtok.store import TokenStore,new_token_id;"
         "from oauthtok.models import TokenRecord,TokenSet,Endpoints;"
         "r=TokenRecord(id=new_token_id(),name=sys.argv[1],service='s',client_id='c',"
-        "endpoints=Endpoints(None,'https://x/t'),token_auth='none',redirect_uri='http://localhost',"
+        "endpoints=Endpoints('https://x/t'),token_auth='none',redirect_uri='http://localhost',"
         "scopes=('a',));TokenStore().add(r,TokenSet(access_token='t'))"
     )
     procs = [subprocess.Popen([sys.executable, "-c", code, f"t{i}"]) for i in range(8)]

@@ -411,7 +411,9 @@ def choose_scopes(service: Service) -> tuple[str, ...]:
     return tuple(dict.fromkeys(chosen))
 
 
-def check_scopes(service: Service, scopes: tuple[str, ...]) -> tuple[str, ...]:
+def check_scopes(
+    service: Service, scopes: tuple[str, ...], app_only: bool = False
+) -> tuple[str, ...]:
     """Warn about scopes not in the catalog; offer the refresh scope when it is missing."""
     if not scopes:
         raise UsageError(f"no scopes given; `oauthtok show-help {service.name}` lists them")
@@ -422,36 +424,80 @@ def check_scopes(service: Service, scopes: tuple[str, ...]) -> tuple[str, ...]:
             where = f"the {service.name} catalog"
             say(f"warning: scope {scope!r} is not in {where}{hint}; asking for it")
     refresh = service.refresh_scope
-    if refresh and refresh not in scopes:
+    if refresh and refresh not in scopes and not app_only:
         say(f"warning: without {refresh!r} the token will not refresh and stops working at expiry")
         if can_prompt() and typer.confirm(f"Add {refresh!r}?", default=True, err=True):
             scopes = (refresh, *scopes)
     return scopes
 
 
-class BrowserLauncher:
-    """Prints the authorization URL, opens the browser, shows a spinner on a terminal."""
+def browser_available() -> bool:
+    """False where a browser cannot be opened: an SSH session, or no display on Linux."""
+    if os.environ.get("BROWSER"):
+        return True
+    if os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_TTY"):
+        return False
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+class ConsoleSignIn:
+    """The sign-in as a person sees it: URL or code on stderr, browser, spinner, paste."""
 
     def __init__(self, open_browser: bool) -> None:
         self.open_browser = open_browser
         self._status: Any = None
 
-    def __call__(self, url: str) -> None:
+    def authorization_url(self, url: str, paste: Callable[[str], bool] | None) -> None:
         say("Open this URL in a browser to sign in:")
         say(f"  {url}")
+        if paste is not None:
+            say(
+                "After you approve, the browser goes to a 127.0.0.1 or localhost address that "
+                "may fail to load: copy that whole address from the address bar, paste it "
+                "here and press Enter."
+            )
+            threading.Thread(target=self._read_pastes, args=(paste,), daemon=True).start()
+            return
         if self.open_browser:
             import webbrowser
 
             # a browser command may wait for the window: never block the listener on it
             threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+        self._spin("Waiting for the browser (Ctrl-C to cancel)…")
+
+    def _read_pastes(self, paste: Callable[[str], bool]) -> None:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            if paste(line):
+                return
+            say("That is not the answer to this sign-in (wrong or missing state); paste the "
+                "whole address of the page the browser was sent to.")  # fmt: skip
+
+    def device_code(self, device: Any) -> None:
+        say(f"To sign in, open {device.verification_uri} on any device and enter the code:")
+        say(f"  {device.user_code}")
+        if device.verification_uri_complete:
+            say(f"(or open {device.verification_uri_complete})")
+        self._spin("Waiting for approval (Ctrl-C to cancel)…")
+
+    def notice(self, message: str) -> None:
+        say(message)
+
+    def _spin(self, text: str) -> None:
         if sys.stderr.isatty():
-            self._status = stderr().status("Waiting for the browser (Ctrl-C to cancel)…")
+            self._status = stderr().status(text)
             self._status.start()
 
     def stop(self) -> None:
         if self._status is not None:
             self._status.stop()
             self._status = None
+
+
+FLOW_HELP = "browser | paste | device | client-credentials (default: browser, or a fallback)"
 
 
 @app.command("create")
@@ -480,6 +526,7 @@ def create_command(
     no_browser: Annotated[
         bool, typer.Option("--no-browser", help="Only print the URL; do not open a browser.")
     ] = False,
+    flow: Annotated[str, typer.Option("--flow", help=FLOW_HELP)] = "browser",
 ) -> None:
     """Sign in with a service and store the tokens under NAME."""
     tool = Oauthtok()
@@ -494,13 +541,13 @@ def create_command(
     if not public:
         secret = read_client_secret(client_secret_stdin) or prompt_secret()
     chosen = tuple(scopes.split()) if scopes is not None else choose_scopes(entry)
-    chosen = check_scopes(entry, chosen)
-    launcher = BrowserLauncher(open_browser=not no_browser)
-    new = NewToken(name, entry, client_id, secret, chosen, params, public=public)
+    chosen = check_scopes(entry, chosen, app_only=flow == "client-credentials")
+    ui = ConsoleSignIn(open_browser=not no_browser)
+    new = NewToken(name, entry, client_id, secret, chosen, params, public=public, flow=flow)
     try:
-        record = tool.create(new, on_url=launcher, timeout=timeout)
+        record = tool.create(new, ui, timeout=timeout, browser_available=browser_available())
     finally:
-        launcher.stop()
+        ui.stop()
     say(f"Saved token {record.name!r} ({describe_validity(record)}).")
     granted = set(record.granted_scopes or record.scopes)
     missing = [s for s in record.scopes if s not in granted]
@@ -530,15 +577,21 @@ def reauthorize_command(
     no_browser: Annotated[
         bool, typer.Option("--no-browser", help="Only print the URL; do not open a browser.")
     ] = False,
+    flow: Annotated[
+        str | None, typer.Option("--flow", help=FLOW_HELP + "; default: as created")
+    ] = None,
 ) -> None:
     """Consent again (same service, client and scopes); old tokens stay until it succeeds."""
     tool = Oauthtok()
     secret = read_client_secret(client_secret_stdin)
-    launcher = BrowserLauncher(open_browser=not no_browser)
+    ui = ConsoleSignIn(open_browser=not no_browser)
     try:
-        record = tool.reauthorize(name, on_url=launcher, timeout=timeout, client_secret=secret)
+        record = tool.reauthorize(
+            name, ui, timeout=timeout, client_secret=secret, flow=flow,
+            browser_available=browser_available(),
+        )  # fmt: skip
     finally:
-        launcher.stop()
+        ui.stop()
     say(f"Reauthorized {record.name!r} ({describe_validity(record)}).")
 
 

@@ -14,8 +14,8 @@ TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 class Endpoints:
     """A service's URLs with every {placeholder} filled in; kept with each token."""
 
-    authorize_url: str | None
     token_url: str
+    authorize_url: str | None = None
     device_authorization_url: str | None = None
     revocation_url: str | None = None
 
@@ -62,6 +62,8 @@ class TokenRecord:
     expires_at: float | None = None
     has_refresh_token: bool = False
     needs_reauth: bool = False
+    #: how it was signed in: browser | paste | device | client-credentials
+    flow: str = "browser"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -87,7 +89,7 @@ class TokenRecord:
             return "needs-reauthorization"
         if self.expires_at is None or self.expires_at > now:
             return "valid"
-        if self.has_refresh_token:
+        if self.has_refresh_token or self.flow == "client-credentials":
             return "expired-will-refresh"
         return "needs-reauthorization"
 

@@ -13,6 +13,7 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -165,6 +166,162 @@ def refresh(
     return grant_from(body, client_secret=client_secret)
 
 
+@dataclass(frozen=True)
+class DeviceAuthorization:
+    """RFC 8628 §3.2: what the user needs (URI and code) and what polling needs."""
+
+    device_code: str
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str | None
+    expires_in: float
+    interval: float
+
+    def __repr__(self) -> str:
+        return f"DeviceAuthorization(verification_uri={self.verification_uri!r})"
+
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def start_device_authorization(
+    client: httpx.Client,
+    endpoints: Endpoints,
+    *,
+    client_id: str,
+    client_secret: str | None,
+    token_auth: str,
+    scopes: tuple[str, ...],
+) -> DeviceAuthorization:
+    if not endpoints.device_authorization_url:
+        raise AuthorizationFailed(
+            "this service has no device authorization endpoint; use --flow browser or paste"
+        )
+    data = {"scope": " ".join(scopes)} if scopes else {}
+    body = _post(
+        client, endpoints.device_authorization_url, data, client_id, client_secret, token_auth
+    )
+    if body.get("error"):
+        raise AuthorizationFailed(
+            "the provider refused the device authorization: " + describe_error(body),
+            oauth_error=str(body["error"]),
+        )
+    # Google says verification_url, everyone else verification_uri
+    uri = body.get("verification_uri") or body.get("verification_url")
+    if not body.get("device_code") or not body.get("user_code") or not uri:
+        raise ProviderError("the device authorization reply lacks device_code, user_code or URI")
+    try:
+        expires_in = float(body.get("expires_in") or 900)
+        interval = float(body.get("interval") or 5)
+    except (TypeError, ValueError):
+        raise ProviderError(
+            "the device authorization reply has a bad expires_in or interval"
+        ) from None
+    return DeviceAuthorization(
+        device_code=str(body["device_code"]),
+        user_code=str(body["user_code"]),
+        verification_uri=str(uri),
+        verification_uri_complete=body.get("verification_uri_complete") or None,
+        expires_in=expires_in,
+        interval=max(interval, 1.0),
+    )
+
+
+def poll_device_token(
+    client: httpx.Client,
+    endpoints: Endpoints,
+    device: DeviceAuthorization,
+    *,
+    client_id: str,
+    client_secret: str | None,
+    token_auth: str,
+    timeout: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Grant:
+    """Poll at the given interval (+5 s on slow_down) until approved, denied or expired."""
+    deadline = time.monotonic() + min(timeout, device.expires_in)
+    interval = device.interval
+    data = {"grant_type": DEVICE_GRANT, "device_code": device.device_code}
+    while True:
+        sleep(interval)
+        body = _token_request(
+            client, endpoints.token_url, data, client_id, client_secret, token_auth
+        )
+        error = body.get("error")
+        if not error:
+            return grant_from(body, client_secret=client_secret)
+        if error == "slow_down":
+            interval += 5  # RFC 8628 §3.5: for this and all later requests
+        elif error != "authorization_pending":
+            what = {
+                "access_denied": "the sign-in was denied",
+                "expired_token": "the code expired before it was approved; run the command again",
+            }.get(str(error), "the provider refused the device sign-in")
+            raise AuthorizationFailed(f"{what} ({describe_error(body)})", oauth_error=str(error))
+        if time.monotonic() + interval > deadline:
+            raise AuthorizationFailed(
+                "the code was not approved in time; run the command again (or raise --timeout)"
+            )
+
+
+def client_credentials(
+    client: httpx.Client,
+    endpoints: Endpoints,
+    *,
+    client_id: str,
+    client_secret: str | None,
+    token_auth: str,
+    scopes: tuple[str, ...],
+    name: str = "NAME",
+    during: str = "create",
+) -> Grant:
+    """An app-only token (RFC 6749 §4.4). No refresh token: ask again when due."""
+    data = {"grant_type": "client_credentials"}
+    if scopes:
+        data["scope"] = " ".join(scopes)
+    body = _token_request(client, endpoints.token_url, data, client_id, client_secret, token_auth)
+    error = body.get("error")
+    if error and during == "create":
+        raise AuthorizationFailed(
+            "the provider refused the client credentials: " + describe_error(body),
+            oauth_error=str(error),
+        )
+    if error in _REAUTH_ERRORS:
+        raise ReauthorizationRequired(
+            f"the provider refused a new token for {name!r} ({describe_error(body)}); check the "
+            f"client secret, then `oauthtok reauthorize {name} --client-secret-stdin`",
+            oauth_error=str(error),
+        )
+    if error:
+        raise ProviderError(
+            f"the provider failed to issue a token for {name!r} ({describe_error(body)}); retry "
+            "later, the stored tokens are unchanged",
+            oauth_error=str(error),
+        )
+    return grant_from(body, client_secret=client_secret)
+
+
+def revoke(
+    client: httpx.Client,
+    endpoints: Endpoints,
+    *,
+    client_id: str,
+    client_secret: str | None,
+    token_auth: str,
+    token: str,
+    hint: str,
+) -> None:
+    """RFC 7009 token revocation. Raises ProviderError when the provider did not confirm."""
+    if not endpoints.revocation_url:
+        raise ProviderError("this service has no revocation endpoint")
+    data = {"token": token, "token_type_hint": hint}
+    response = _send(client, endpoints.revocation_url, data, client_id, client_secret, token_auth)
+    if response.status_code != 200:
+        body = _parse_body(response)
+        detail = describe_error(body) if body.get("error") else f"HTTP {response.status_code}"
+        raise ProviderError(f"the provider did not revoke the {hint.replace('_', ' ')} ({detail})")
+
+
 def _token_request(
     client: httpx.Client,
     url: str,
@@ -174,6 +331,44 @@ def _token_request(
     token_auth: str,
 ) -> dict[str, Any]:
     """POST to a token endpoint; the parsed body, with `error` set for error replies."""
+    body = _post(client, url, data, client_id, client_secret, token_auth)
+    if not body.get("error") and not body.get("access_token"):
+        host = urlsplit(url).netloc
+        raise ProviderError(f"{host} answered without an access token; nothing was changed")
+    return body
+
+
+def _post(
+    client: httpx.Client,
+    url: str,
+    data: dict[str, str],
+    client_id: str,
+    client_secret: str | None,
+    token_auth: str,
+) -> dict[str, Any]:
+    """POST a form with client authentication; the parsed JSON body. 5xx raises."""
+    response = _send(client, url, data, client_id, client_secret, token_auth)
+    body = _parse_body(response)
+    if response.status_code >= 500:
+        raise ProviderError(
+            f"{urlsplit(url).netloc} answered HTTP {response.status_code}"
+            + (f" ({describe_error(body)})" if body.get("error") else "")
+            + "; retry later (nothing was changed)"
+        )
+    if response.status_code >= 400 and not body.get("error"):
+        body["error"] = f"http_{response.status_code}"
+    return body
+
+
+def _send(
+    client: httpx.Client,
+    url: str,
+    data: dict[str, str],
+    client_id: str,
+    client_secret: str | None,
+    token_auth: str,
+) -> httpx.Response:
+    """The request itself, authenticated as the service says (RFC 6749 §2.3)."""
     import httpx
 
     headers = {"Accept": "application/json"}
@@ -188,7 +383,7 @@ def _token_request(
             form["client_secret"] = client_secret
     host = urlsplit(url).netloc
     try:
-        response = client.post(url, data=form, headers=headers)
+        return client.post(url, data=form, headers=headers)
     except httpx.TimeoutException:
         raise ProviderError(
             f"{host} did not answer in time; check the network and retry (nothing was changed)"
@@ -198,18 +393,6 @@ def _token_request(
             f"cannot reach {host} ({type(exc).__name__}); check the network and retry "
             "(nothing was changed)"
         ) from None
-    body = _parse_body(response)
-    if response.status_code >= 500:
-        raise ProviderError(
-            f"{host} answered HTTP {response.status_code}"
-            + (f" ({describe_error(body)})" if body.get("error") else "")
-            + "; retry later (nothing was changed)"
-        )
-    if response.status_code >= 400 and not body.get("error"):
-        body["error"] = f"http_{response.status_code}"
-    if not body.get("error") and not body.get("access_token"):
-        raise ProviderError(f"{host} answered without an access token; nothing was changed")
-    return body
 
 
 def _parse_body(response: httpx.Response) -> dict[str, Any]:

@@ -15,17 +15,20 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from oauthtok import paths
 from oauthtok.errors import CatalogError, UsageError
 from oauthtok.models import TOKEN_AUTH_METHODS, Endpoints, Service
 
+if TYPE_CHECKING:
+    import httpx
+
 BUNDLED = "bundled"
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_URL_KEYS = ("authorize_url", "token_url", "device_authorization_url", "revocation_url")
+_URL_KEYS = ("authorize_url", "token_url", "device_authorization_url", "revocation_url", "issuer")
 _STRING_KEYS = (*_URL_KEYS, "title", "redirect_uri", "refresh_scope", "token_auth", "help")
 _TABLE_KEYS = ("params", "authorize_params", "scopes")
 _LIST_KEYS = ("default_scopes",)
@@ -137,9 +140,10 @@ def _build(name: str, entry: dict[str, Any], origin: str) -> Service:
         value = entry.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise fail(f"{key!r} must be a list of strings")
-    for key in ("title", "token_url"):
-        if not entry.get(key):
-            raise fail(f"missing key {key!r}")
+    if not entry.get("title"):
+        raise fail("missing key 'title'")
+    if not entry.get("token_url") and not entry.get("issuer"):
+        raise fail("missing key 'token_url' (or 'issuer', to discover the endpoints)")
     token_auth = entry.get("token_auth", "client_secret_post")
     if token_auth not in TOKEN_AUTH_METHODS:
         raise fail(f"token_auth must be one of {', '.join(TOKEN_AUTH_METHODS)}, not {token_auth!r}")
@@ -154,7 +158,9 @@ def _build(name: str, entry: dict[str, Any], origin: str) -> Service:
                     f"{key} uses unknown placeholder {{{placeholder}}}; "
                     f"declare it under params (known: {', '.join(params) or 'none'})"
                 )
-        sample = _PLACEHOLDER.sub(lambda m: params[m.group(1)] or "x", url)
+        if any(not params[p] for p in _PLACEHOLDER.findall(url)):
+            continue  # a required --param: checked once it is filled in
+        sample = _PLACEHOLDER.sub(lambda m: params[m.group(1)], url)
         problem = url_problem(sample)
         if problem:
             raise fail(f"{key} {url!r}: {problem}")
@@ -167,7 +173,8 @@ def _build(name: str, entry: dict[str, Any], origin: str) -> Service:
         title=entry["title"],
         origin=origin,
         authorize_url=entry.get("authorize_url"),
-        token_url=entry["token_url"],
+        token_url=entry.get("token_url"),
+        issuer=entry.get("issuer"),
         device_authorization_url=entry.get("device_authorization_url"),
         revocation_url=entry.get("revocation_url"),
         redirect_uri=redirect,
@@ -236,8 +243,7 @@ def resolve_params(service: Service, given: Mapping[str, str]) -> dict[str, str]
     return values
 
 
-def resolve_endpoints(service: Service, params: Mapping[str, str]) -> Endpoints:
-    """Fill the placeholders; the results are checked again (https unless loopback)."""
+def _filler(service: Service, params: Mapping[str, str]) -> Any:
     values = resolve_params(service, params)
 
     def fill(url: str | None) -> str | None:
@@ -249,14 +255,100 @@ def resolve_endpoints(service: Service, params: Mapping[str, str]) -> Endpoints:
             raise UsageError(f"{filled!r}: {problem}; check the --param values")
         return filled
 
-    token_url = fill(service.token_url)
-    assert token_url is not None  # validated at load time
-    return Endpoints(
-        authorize_url=fill(service.authorize_url),
-        token_url=token_url,
-        device_authorization_url=fill(service.device_authorization_url),
-        revocation_url=fill(service.revocation_url),
-    )
+    return fill
+
+
+def resolve_endpoints(
+    service: Service, params: Mapping[str, str], client: httpx.Client | None = None
+) -> Endpoints:
+    """Fill the placeholders (the results are checked again: https unless loopback).
+
+    A service with an `issuer` has its endpoints discovered through `client`; endpoints the
+    catalog lists explicitly take precedence over discovered ones.
+    """
+    fill = _filler(service, params)
+    listed = {
+        "authorize_url": fill(service.authorize_url),
+        "token_url": fill(service.token_url),
+        "device_authorization_url": fill(service.device_authorization_url),
+        "revocation_url": fill(service.revocation_url),
+    }
+    if service.issuer:
+        if client is None:
+            raise ValueError("discovery needs an HTTP client")
+        found = discover_endpoints(client, fill(service.issuer) or "")
+        listed = {k: v or getattr(found, k) for k, v in listed.items()}
+    token_url = listed.pop("token_url")
+    assert token_url is not None  # validated at load time, or discovered
+    return Endpoints(token_url=token_url, **listed)
+
+
+def well_known_urls(issuer: str) -> list[str]:
+    """OpenID Connect Discovery first, then RFC 8414 (which inserts before the path)."""
+    parts = urlsplit(issuer)
+    path = parts.path.rstrip("/")
+    base = f"{parts.scheme}://{parts.netloc}"
+    return [
+        f"{base}{path}/.well-known/openid-configuration",
+        f"{base}/.well-known/oauth-authorization-server{path}",
+    ]
+
+
+def discover_endpoints(client: httpx.Client, issuer: str) -> Endpoints:
+    """Read the provider's metadata; refuse a document that names another issuer."""
+    import httpx
+
+    from oauthtok.errors import AuthorizationFailed, ProviderError
+
+    document: dict[str, Any] | None = None
+    tried = []
+    for url in well_known_urls(issuer):
+        tried.append(url)
+        try:
+            response = client.get(url, headers={"Accept": "application/json"})
+        except httpx.HTTPError as exc:
+            raise ProviderError(
+                f"cannot reach {urlsplit(url).netloc} for discovery ({type(exc).__name__}); "
+                "check the network and the issuer, then retry"
+            ) from None
+        if response.status_code == 200:
+            try:
+                document = response.json()
+            except ValueError:
+                document = None
+            if isinstance(document, dict):
+                break
+            raise ProviderError(f"{url} is not a JSON metadata document")
+        if response.status_code >= 500:
+            raise ProviderError(f"{url} answered HTTP {response.status_code}; retry later")
+    if document is None:
+        raise AuthorizationFailed(
+            f"no discovery document for issuer {issuer!r} (tried {', '.join(tried)}); "
+            "check --param issuer"
+        )
+    if document.get("issuer") != issuer:
+        raise AuthorizationFailed(
+            f"the discovery document of {issuer!r} names another issuer "
+            f"({document.get('issuer')!r}); refusing it (RFC 8414 §3.3)"
+        )
+    endpoints: dict[str, str | None] = {}
+    for ours, theirs in (
+        ("authorize_url", "authorization_endpoint"),
+        ("token_url", "token_endpoint"),
+        ("device_authorization_url", "device_authorization_endpoint"),
+        ("revocation_url", "revocation_endpoint"),
+    ):
+        value = document.get(theirs)
+        if value is not None:
+            problem = url_problem(str(value)) if isinstance(value, str) else "not a string"
+            if problem:
+                raise AuthorizationFailed(f"discovered {theirs} {value!r}: {problem}")
+        endpoints[ours] = value
+    if not endpoints["token_url"]:
+        raise AuthorizationFailed(f"the discovery document of {issuer!r} has no token_endpoint")
+    token_url = endpoints.pop("token_url")
+    assert token_url is not None
+    return Endpoints(token_url=token_url, **endpoints)
 
 
 def parse_params(items: Iterable[str]) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The use cases: create, reauthorize, hand out a valid token, refresh, rename, delete, list.
+"""The use cases: create, reauthorize, hand out a valid token, refresh, delete.
 
 No typer or rich here: the CLI calls these and renders; a library user can too. Refreshing is
 single-flight across processes: take the token's lock, read the secrets again, refresh only
@@ -10,19 +10,41 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
 
 from oauthtok import oauth
-from oauthtok.errors import AuthorizationFailed, ReauthorizationRequired, UsageError
+from oauthtok.errors import (
+    AuthorizationFailed,
+    OauthtokError,
+    ReauthorizationRequired,
+    UsageError,
+)
 from oauthtok.loopback import LoopbackListener
 from oauthtok.models import Endpoints, Service, TokenRecord, TokenSet
 from oauthtok.services import resolve_endpoints, resolve_params
 from oauthtok.store import TokenStore, new_token_id, validate_name
 
+if TYPE_CHECKING:
+    import httpx
+
 DEFAULT_MIN_VALID = 60.0
 DEFAULT_AUTH_TIMEOUT = 300.0
+FLOWS = ("browser", "paste", "device", "client-credentials")
 
-#: called with the authorization URL once the listener is ready; the CLI prints and opens it
-UrlHandler = Callable[[str], None]
+
+class SignInUI(Protocol):
+    """What a sign-in shows the person; the CLI implements it."""
+
+    def authorization_url(self, url: str, paste: Callable[[str], bool] | None) -> None:
+        """Show (and, without `paste`, open) the URL. With `paste`, the person may paste the
+        redirect URL: `paste(text)` is True when it was accepted."""
+
+    def device_code(self, device: oauth.DeviceAuthorization) -> None:
+        """Show the verification URI and the user code."""
+
+    def notice(self, message: str) -> None:
+        """A message, e.g. which flow is used instead of the browser."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +58,7 @@ class NewToken:
     scopes: tuple[str, ...]
     params: dict[str, str]
     public: bool = False
+    flow: str = "browser"
 
     def __repr__(self) -> str:
         return f"NewToken(name={self.name!r}, service={self.service.name!r})"
@@ -48,13 +71,71 @@ class RefreshOutcome:
     refreshed: bool
 
 
+@dataclass(frozen=True)
+class DeleteOutcome:
+    record: TokenRecord
+    revoked: bool
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class _Client:
+    """Who signs in: the client and how it authenticates (the secret stays out of repr)."""
+
+    client_id: str
+    secret: str | None
+    token_auth: str
+
+    def __repr__(self) -> str:
+        return f"_Client({self.client_id!r}, {self.token_auth!r})"
+
+    def auth(self) -> dict[str, str | None]:
+        return {
+            "client_id": self.client_id,
+            "client_secret": self.secret,
+            "token_auth": self.token_auth,
+        }
+
+
+def redirect_query(text: str) -> str:
+    """The query string of a pasted redirect URL (or of a pasted query string)."""
+    text = text.strip()
+    if "?" in text:
+        return urlsplit(text).query
+    return text.split("#", 1)[0]
+
+
+def choose_flow(requested: str, endpoints: Endpoints, browser_available: bool, ui: SignInUI) -> str:
+    """The flow to use: the requested one, or a fallback that can work here (said so)."""
+    if requested not in FLOWS:
+        raise UsageError(f"--flow must be one of {', '.join(FLOWS)}")
+    has_device = bool(endpoints.device_authorization_url)
+    if requested in ("browser", "paste") and not endpoints.authorize_url:
+        if not has_device:
+            raise UsageError("this service has no authorization endpoint; use --flow device")
+        ui.notice("This service has no browser sign-in: using the device code flow.")
+        return "device"
+    if requested == "device" and not has_device:
+        raise UsageError("this service has no device authorization endpoint; use --flow paste")
+    if requested == "browser" and not browser_available:
+        fallback = "device" if has_device else "paste"
+        how = (
+            "enter a code on any device's browser"
+            if fallback == "device"
+            else "open the URL in any browser, then paste the address it was sent to"
+        )
+        ui.notice(f"No browser can be opened here (SSH session or no display): {how}.")
+        return fallback
+    return requested
+
+
 class Oauthtok:
     """The application: a store, and a way to make HTTP clients."""
 
     def __init__(
         self,
         store: TokenStore | None = None,
-        http_client: Callable[[], object] = oauth.new_http_client,
+        http_client: Callable[[], httpx.Client] = oauth.new_http_client,
     ) -> None:
         self.store = store or TokenStore()
         self._http_client = http_client
@@ -71,27 +152,29 @@ class Oauthtok:
             )
 
     def create(
-        self, new: NewToken, on_url: UrlHandler, timeout: float = DEFAULT_AUTH_TIMEOUT
+        self,
+        new: NewToken,
+        ui: SignInUI,
+        timeout: float = DEFAULT_AUTH_TIMEOUT,
+        browser_available: bool = True,
     ) -> TokenRecord:
         self.check_new_name(new.name)
         if not new.client_id.strip():
             raise UsageError("the client id may not be empty")
         params = resolve_params(new.service, new.params)
-        endpoints = resolve_endpoints(new.service, params)
         token_auth = "none" if new.public else new.service.token_auth
         if token_auth != "none" and not new.client_secret:
             raise UsageError("a client secret is needed (or use --public for a public client)")
-        grant = self._authorize(
-            endpoints=endpoints,
-            client_id=new.client_id,
-            client_secret=None if new.public else new.client_secret,
-            token_auth=token_auth,
-            scopes=new.scopes,
-            redirect_uri=new.service.redirect_uri,
-            authorize_params=new.service.authorize_params,
-            on_url=on_url,
-            timeout=timeout,
-        )
+        if new.flow == "client-credentials" and new.public:
+            raise UsageError("the client credentials flow needs a client secret, not --public")
+        who = _Client(new.client_id, None if new.public else new.client_secret, token_auth)
+        with self._http_client() as client:
+            endpoints = resolve_endpoints(new.service, params, client)
+            flow = choose_flow(new.flow, endpoints, browser_available, ui)
+            grant = self._sign_in(
+                client, flow, endpoints, who, new.scopes, new.service.redirect_uri,
+                new.service.authorize_params, ui, timeout,
+            )  # fmt: skip
         now = time.time()
         record = TokenRecord(
             id=new_token_id(),
@@ -109,70 +192,84 @@ class Oauthtok:
             refreshed_at=now,
             expires_at=grant.tokens.expires_at,
             has_refresh_token=grant.tokens.refresh_token is not None,
+            flow=flow,
         )
         return self.store.add(record, grant.tokens)
 
     def reauthorize(
         self,
         name: str,
-        on_url: UrlHandler,
+        ui: SignInUI,
         timeout: float = DEFAULT_AUTH_TIMEOUT,
         client_secret: str | None = None,
+        flow: str | None = None,
+        browser_available: bool = True,
     ) -> TokenRecord:
         """Consent again with the stored service, client and scopes; replace only on success."""
         record = self.store.get(name)
-        old_secret = client_secret
-        if old_secret is None and record.token_auth != "none":
+        secret = client_secret
+        if secret is None and record.token_auth != "none":
             try:
-                old_secret = self.store.read_tokens(record).client_secret
+                secret = self.store.read_tokens(record).client_secret
             except ReauthorizationRequired:
-                old_secret = None
-            if not old_secret:
+                secret = None
+            if not secret:
                 raise UsageError(
                     f"the client secret of {record.name!r} is not in the keyring; give it with "
                     "--client-secret-stdin or OAUTHTOK_CLIENT_SECRET"
                 )
-        grant = self._authorize(
-            endpoints=record.endpoints,
-            client_id=record.client_id,
-            client_secret=old_secret if record.token_auth != "none" else None,
-            token_auth=record.token_auth,
-            scopes=record.scopes,
-            redirect_uri=record.redirect_uri,
-            authorize_params=record.authorize_params,
-            on_url=on_url,
-            timeout=timeout,
-        )
-        now = time.time()
+        who = _Client(record.client_id, secret, record.token_auth)
+        requested = flow or ("browser" if record.flow == "paste" else record.flow)
+        chosen = choose_flow(requested, record.endpoints, browser_available, ui)
+        with self._http_client() as client:
+            grant = self._sign_in(
+                client, chosen, record.endpoints, who, record.scopes, record.redirect_uri,
+                record.authorize_params, ui, timeout,
+            )  # fmt: skip
+        tokens = grant.tokens
+        if tokens.client_secret is None and secret is not None:
+            tokens = tokens.evolve(client_secret=secret)
         return self.store.save_tokens(
             record,
-            grant.tokens,
+            tokens,
             granted_scopes=grant.scopes,
-            refreshed_at=now,
-            expires_at=grant.tokens.expires_at,
-            has_refresh_token=grant.tokens.refresh_token is not None,
+            refreshed_at=time.time(),
+            expires_at=tokens.expires_at,
+            has_refresh_token=tokens.refresh_token is not None,
             needs_reauth=False,
+            flow=chosen,
         )
 
-    def _authorize(
+    def _sign_in(
         self,
-        *,
+        client: httpx.Client,
+        flow: str,
         endpoints: Endpoints,
-        client_id: str,
-        client_secret: str | None,
-        token_auth: str,
+        who: _Client,
         scopes: tuple[str, ...],
         redirect_uri: str,
         authorize_params: dict[str, str],
-        on_url: UrlHandler,
+        ui: SignInUI,
         timeout: float,
     ) -> oauth.Grant:
+        if flow == "client-credentials":
+            return oauth.client_credentials(client, endpoints, scopes=scopes, **who.auth())
+        if flow == "device":
+            device = oauth.start_device_authorization(
+                client, endpoints, scopes=scopes, **who.auth()
+            )
+            ui.device_code(device)
+            return oauth.poll_device_token(client, endpoints, device, timeout=timeout, **who.auth())
         with LoopbackListener(redirect_uri) as listener:
             request = oauth.start_authorization(
-                endpoints, client_id, scopes, listener.redirect_uri, authorize_params
+                endpoints, who.client_id, scopes, listener.redirect_uri, authorize_params
             )
             listener.state = request.state
-            on_url(request.url)
+
+            def paste(text: str) -> bool:
+                return listener.offer(redirect_query(text)) is not None
+
+            ui.authorization_url(request.url, paste if flow == "paste" else None)
             callback = listener.wait(timeout)
         if callback.error:
             detail = oauth.describe_error(
@@ -180,16 +277,9 @@ class Oauthtok:
             )
             raise AuthorizationFailed(f"authorization failed: {detail}", oauth_error=callback.error)
         assert callback.code is not None
-        with self._http_client() as client:  # type: ignore[attr-defined]
-            return oauth.exchange_code(
-                client,
-                endpoints,
-                client_id=client_id,
-                client_secret=client_secret,
-                token_auth=token_auth,
-                code=callback.code,
-                request=request,
-            )
+        return oauth.exchange_code(
+            client, endpoints, code=callback.code, request=request, **who.auth()
+        )
 
     # -- handing out and refreshing ---------------------------------------------------------
     def valid_token(self, name: str, min_valid: float = DEFAULT_MIN_VALID) -> RefreshOutcome:
@@ -209,24 +299,27 @@ class Oauthtok:
             tokens = self.store.read_tokens(record)
             if not force and not tokens.expires_within(min_valid):
                 return RefreshOutcome(record, tokens, refreshed=False)
-            if not tokens.refresh_token:
+            app_only = record.flow == "client-credentials"
+            if not tokens.refresh_token and not app_only:
                 raise ReauthorizationRequired(
                     f"token {record.name!r} is due for refresh but has no refresh token (for "
                     "Microsoft ask for offline_access); run "
                     f"`oauthtok reauthorize {record.name}`"
                 )
+            who = _Client(record.client_id, tokens.client_secret, record.token_auth)
             try:
-                with self._http_client() as client:  # type: ignore[attr-defined]
-                    grant = oauth.refresh(
-                        client,
-                        record.endpoints,
-                        client_id=record.client_id,
-                        client_secret=tokens.client_secret,
-                        token_auth=record.token_auth,
-                        refresh_token=tokens.refresh_token,
-                        scopes=record.scopes,
-                        name=record.name,
-                    )
+                with self._http_client() as client:
+                    if app_only:
+                        grant = oauth.client_credentials(
+                            client, record.endpoints, scopes=record.scopes, name=record.name,
+                            during="refresh", **who.auth(),
+                        )  # fmt: skip
+                    else:
+                        assert tokens.refresh_token is not None
+                        grant = oauth.refresh(
+                            client, record.endpoints, refresh_token=tokens.refresh_token,
+                            scopes=record.scopes, name=record.name, **who.auth(),
+                        )  # fmt: skip
             except ReauthorizationRequired:
                 self.store.update(record, needs_reauth=True)
                 raise
@@ -241,8 +334,40 @@ class Oauthtok:
                 new,
                 expires_at=new.expires_at,
                 refreshed_at=time.time(),
-                has_refresh_token=True,
+                has_refresh_token=new.refresh_token is not None,
                 needs_reauth=False,
                 granted_scopes=grant.scopes or record.granted_scopes,
             )
             return RefreshOutcome(record, new, refreshed=True)
+
+    # -- deleting ---------------------------------------------------------------------------
+    def delete(self, name: str, *, revoke: bool = True) -> DeleteOutcome:
+        """Revoke the grant at the provider when it can (RFC 7009), then delete locally.
+
+        A failed revocation never blocks the local delete; it comes back as a warning.
+        """
+        record = self.store.get(name)
+        revoked, warning = False, None
+        if revoke and record.endpoints.revocation_url:
+            try:
+                tokens = self.store.read_tokens(record)
+                who = _Client(record.client_id, tokens.client_secret, record.token_auth)
+                with self._http_client() as client:
+                    # the refresh token first: revoking it ends the whole grant
+                    if tokens.refresh_token:
+                        oauth.revoke(
+                            client, record.endpoints, token=tokens.refresh_token,
+                            hint="refresh_token", **who.auth(),
+                        )  # fmt: skip
+                    oauth.revoke(
+                        client, record.endpoints, token=tokens.access_token,
+                        hint="access_token", **who.auth(),
+                    )  # fmt: skip
+                revoked = True
+            except OauthtokError as exc:
+                warning = (
+                    f"could not revoke {record.name!r} at the provider ({exc}); the grant may "
+                    "still be live: revoke the app's access in your account settings"
+                )
+        self.store.delete(record.name)
+        return DeleteOutcome(record, revoked, warning)

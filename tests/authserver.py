@@ -18,7 +18,14 @@ from authlib.common.security import generate_token
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from authlib.oauth2.rfc8628 import (
+    DeviceAuthorizationEndpoint,
+    DeviceCodeGrant,
+    DeviceCredentialDict,
+)
 from flask import Flask, Response, request
 from werkzeug.serving import make_server
 
@@ -65,7 +72,12 @@ class Client:
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type in ("authorization_code", "refresh_token")
+        return grant_type in (
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:device_code",
+        )
 
 
 @dataclass
@@ -128,6 +140,17 @@ class Knobs:
     refresh_requests: int = 0
     code_requests: int = 0
     token_requests: list[dict[str, Any]] = field(default_factory=list)
+    # device flow: the user's answer after `device_pending_polls` pending polls
+    device_pending_polls: int = 1
+    device_slow_down_once: bool = False
+    device_expires_in: int = 600
+    device_polls: list[float] = field(default_factory=list)  # when each poll came
+    # revocation
+    revocation_status: int | None = None
+    revoked: list[str] = field(default_factory=list)  # token_type_hint of each revocation
+    # discovery: which documents exist, and the issuer they claim
+    discovery: tuple[str, ...] = ("openid-configuration", "oauth-authorization-server")
+    metadata_issuer: str | None = None
 
 
 class TestAuthServer:
@@ -135,6 +158,8 @@ class TestAuthServer:
         self.clients: dict[str, Client] = {}
         self.codes: dict[str, AuthCode] = {}
         self.tokens: dict[str, Token] = {}  # by refresh token
+        self.access_tokens: dict[str, Token] = {}
+        self.devices: dict[str, DeviceCredentialDict] = {}
         self.knobs = Knobs()
         self.lock = threading.Lock()
         self.app = self._make_app()
@@ -229,8 +254,91 @@ class TestAuthServer:
                 if outer.knobs.rotate_refresh_tokens:
                     credential.revoked = True
 
+        class ClientCredentials(grants.ClientCredentialsGrant):
+            TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+        class DeviceEndpoint(DeviceAuthorizationEndpoint):
+            INTERVAL = 1
+
+            def get_verification_uri(self) -> str:
+                return f"{outer.base_url}/device"
+
+            def save_device_credential(self, client_id: str, scope: str, data: dict) -> None:
+                outer.devices[data["device_code"]] = DeviceCredentialDict(
+                    client_id=client_id,
+                    scope=scope,
+                    user_code=data["user_code"],
+                    expires_at=time.time() + outer.knobs.device_expires_in,
+                    polls=0,
+                )
+
+        class DeviceGrant(DeviceCodeGrant):
+            def query_device_credential(self, device_code: str) -> Any:
+                return outer.devices.get(device_code)
+
+            def query_user_grant(self, user_code: str) -> Any:
+                credential = next(c for c in outer.devices.values() if c["user_code"] == user_code)
+                credential["polls"] += 1
+                outer.knobs.device_polls.append(time.monotonic())
+                if outer.knobs.device_slow_down_once and credential["polls"] == 1:
+                    return None  # -> should_slow_down
+                if credential["polls"] <= outer.knobs.device_pending_polls:
+                    return None  # -> authorization_pending
+                return USER_ID, outer.knobs.consent == "approve"
+
+            def should_slow_down(self, credential: Any) -> bool:
+                return outer.knobs.device_slow_down_once and credential["polls"] == 1
+
+        class Revocation(RevocationEndpoint):
+            CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+
+            def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+                return outer.tokens.get(token_string) or outer.access_tokens.get(token_string)
+
+            def revoke_token(self, token: Token, req: Any) -> None:
+                token.revoked = True
+                outer.knobs.revoked.append(req.form.get("token_type_hint") or "")
+
         server.register_grant(CodeGrant, [CodeChallenge(required=True)])
         server.register_grant(RefreshGrant)
+        server.register_grant(ClientCredentials)
+        server.register_grant(DeviceGrant)
+        server.register_endpoint(DeviceEndpoint)
+        server.register_endpoint(Revocation)
+
+        @app.post("/device_authorization")
+        def device_authorization() -> Any:
+            return server.create_endpoint_response("device_authorization")
+
+        @app.post("/revoke")
+        def revoke() -> Any:
+            if self.knobs.revocation_status:
+                return Response("{}", status=self.knobs.revocation_status)
+            with self.lock:
+                return server.create_endpoint_response("revocation")
+
+        @app.get("/.well-known/<document>")
+        def metadata(document: str) -> Any:
+            if document not in self.knobs.discovery:
+                return Response("not found", status=404)
+            data = AuthorizationServerMetadata(
+                issuer=self.knobs.metadata_issuer or self.base_url,
+                authorization_endpoint=f"{self.base_url}/authorize",
+                token_endpoint=f"{self.base_url}/token",
+                device_authorization_endpoint=f"{self.base_url}/device_authorization",
+                revocation_endpoint=f"{self.base_url}/revoke",
+                response_types_supported=["code"],
+                grant_types_supported=["authorization_code", "refresh_token"],
+                code_challenge_methods_supported=["S256"],
+                token_endpoint_auth_methods_supported=[
+                    "client_secret_basic",
+                    "client_secret_post",
+                    "none",
+                ],
+            )
+            if not self.knobs.metadata_issuer:
+                data.validate()  # Authlib checks the document against RFC 8414
+            return data
 
         @app.get("/authorize")
         def authorize() -> Any:
@@ -277,3 +385,4 @@ class TestAuthServer:
         )
         if refresh:
             self.tokens[refresh] = item
+        self.access_tokens[item.access_token] = item

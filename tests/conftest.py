@@ -148,6 +148,19 @@ help = "Test server."
 "mail.send" = "Send mail"
 "offline_access" = "Refresh"
 "profile" = "Profile"
+
+[services.testfull]
+title = "Test identity provider with device flow and revocation"
+authorize_url = "{auth_server.base_url}/authorize"
+token_url = "{auth_server.base_url}/token"
+device_authorization_url = "{auth_server.base_url}/device_authorization"
+revocation_url = "{auth_server.base_url}/revoke"
+redirect_uri = "http://127.0.0.1/callback"
+refresh_scope = "offline_access"
+token_auth = "client_secret_post"
+[services.testfull.scopes]
+"mail.read" = "Read mail"
+"offline_access" = "Refresh"
 """
     )
     monkeypatch.setenv("OAUTHTOK_SERVICES", str(path))

@@ -316,20 +316,21 @@ def rename_command(
 def delete_command(
     name: Annotated[str, typer.Argument(help="The token's name.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    no_revoke: Annotated[
+        bool, typer.Option("--no-revoke", help="Do not revoke the grant at the provider.")
+    ] = False,
 ) -> None:
-    """Delete a token: its index entry and its keyring entry."""
+    """Delete a token: revoke it at the provider (when it can), then delete it here."""
     tool = Oauthtok()
     record = tool.store.get(name)
-    if (
-        not yes
-        and can_prompt()
-        and not typer.confirm(
-            f"Delete token {record.name!r} ({record.service})?", default=False, err=True
-        )
-    ):
+    question = f"Delete token {record.name!r} ({record.service})?"
+    if not yes and can_prompt() and not typer.confirm(question, default=False, err=True):
         raise Cancelled("not deleted")
-    tool.store.delete(record.name)
-    say(f"Deleted {record.name!r}.")
+    outcome = tool.delete(record.name, revoke=not no_revoke)
+    if outcome.warning:
+        say(f"warning: {outcome.warning}")
+    revoked = " and revoked it at the provider" if outcome.revoked else ""
+    say(f"Deleted {record.name!r}{revoked}.")
 
 
 # ---------------------------------------------------------------------------------------------

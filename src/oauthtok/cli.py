@@ -454,10 +454,13 @@ class ConsoleSignIn:
         say("Open this URL in a browser to sign in:")
         say(f"  {url}")
         if paste is not None:
+            from urllib.parse import parse_qs, urlsplit
+
+            redirect = parse_qs(urlsplit(url).query).get("redirect_uri", ["the loopback"])[0]
             say(
-                "After you approve, the browser goes to a 127.0.0.1 or localhost address that "
-                "may fail to load: copy that whole address from the address bar, paste it "
-                "here and press Enter."
+                f"After you approve, the browser goes to {redirect}… which may fail to load: "
+                "copy that whole address from the address bar, paste it here and press Enter. "
+                "(oauthtok listens there too: an SSH port forward to it works as well.)"
             )
             threading.Thread(target=self._read_pastes, args=(paste,), daemon=True).start()
             return

@@ -209,3 +209,83 @@ def test_aadsts_hints(code: str, hint: str) -> None:
         {"error": "x", "error_description": f"AADSTS{code}: whatever\nTrace ID: 1"}
     )
     assert hint in text and "Trace ID" not in text
+
+
+DEVICE_ENDS = Endpoints(
+    token_url="https://idp.example.com/token",
+    device_authorization_url="https://idp.example.com/device",
+    revocation_url="https://idp.example.com/revoke",
+)
+
+
+def test_device_polling_follows_the_interval_rules() -> None:
+    replies = [
+        httpx.Response(400, json={"error": "authorization_pending"}),
+        httpx.Response(400, json={"error": "slow_down"}),
+        httpx.Response(400, json={"error": "authorization_pending"}),
+        httpx.Response(200, json={"access_token": "AT", "refresh_token": "RT"}),
+    ]
+    slept: list[float] = []
+    with respx.mock() as mock:
+        mock.post(DEVICE_ENDS.device_authorization_url).respond(
+            json={"device_code": "DC", "user_code": "ABCD-EFGH",
+                  "verification_url": "https://idp.example.com/activate", "interval": 2}
+        )  # fmt: skip
+        route = mock.post(DEVICE_ENDS.token_url).mock(side_effect=replies)
+        with httpx.Client() as client:
+            device = oauth.start_device_authorization(
+                client, DEVICE_ENDS, client_id="c", client_secret=None, token_auth="none",
+                scopes=("a",),
+            )  # fmt: skip
+            assert device.verification_uri == "https://idp.example.com/activate"  # Google's key
+            grant = oauth.poll_device_token(
+                client, DEVICE_ENDS, device, client_id="c", client_secret=None,
+                token_auth="none", timeout=600, sleep=slept.append,
+            )  # fmt: skip
+    assert grant.tokens.access_token == "AT"
+    assert slept == [2, 2, 7, 7]  # +5 s from the slow_down on, for good
+    form = parse_qs(route.calls.last.request.content.decode())
+    assert form["grant_type"] == [oauth.DEVICE_GRANT] and form["device_code"] == ["DC"]
+
+
+@pytest.mark.parametrize(("error", "text"), [("access_denied", "denied"),
+                                             ("expired_token", "expired")])  # fmt: skip
+def test_device_polling_stops(error: str, text: str) -> None:
+    device = oauth.DeviceAuthorization("DC", "U", "https://x/a", None, 600, 1)
+    with respx.mock() as mock:
+        mock.post(DEVICE_ENDS.token_url).respond(400, json={"error": error})
+        with httpx.Client() as client, pytest.raises(AuthorizationFailed, match=text):
+            oauth.poll_device_token(
+                client, DEVICE_ENDS, device, client_id="c", client_secret=None,
+                token_auth="none", timeout=600, sleep=lambda _: None,
+            )  # fmt: skip
+
+
+def test_revocation_must_be_confirmed() -> None:
+    with respx.mock() as mock:
+        route = mock.post(DEVICE_ENDS.revocation_url).respond(200)
+        with httpx.Client() as client:
+            oauth.revoke(
+                client,
+                DEVICE_ENDS,
+                client_id="c",
+                client_secret="s",
+                token_auth="client_secret_basic",
+                token="RT",
+                hint="refresh_token",
+            )
+            assert parse_qs(route.calls.last.request.content.decode()) == {
+                "token": ["RT"],
+                "token_type_hint": ["refresh_token"],
+            }
+            mock.post(DEVICE_ENDS.revocation_url).respond(503)
+            with pytest.raises(ProviderError, match="did not revoke the refresh token"):
+                oauth.revoke(
+                    client,
+                    DEVICE_ENDS,
+                    client_id="c",
+                    client_secret="s",
+                    token_auth="client_secret_basic",
+                    token="RT",
+                    hint="refresh_token",
+                )

@@ -284,6 +284,7 @@ def show_command(
         ("status", data["status"]),
         ("client id", record.client_id),
         ("client type", "public" if record.token_auth == "none" else record.token_auth),
+        ("signed in with", record.flow),
         ("scopes asked", " ".join(record.scopes)),
         ("scopes granted", " ".join(record.granted_scopes or ()) or "(not reported)"),
         ("params", " ".join(f"{k}={v}" for k, v in record.params.items()) or "-"),

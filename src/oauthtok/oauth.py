@@ -125,12 +125,7 @@ def exchange_code(
         "code_verifier": request.code_verifier,
     }
     body = _token_request(client, endpoints.token_url, data, client_id, client_secret, token_auth)
-    error = body.get("error")
-    if error:
-        raise AuthorizationFailed(
-            "the provider refused the authorization code: " + describe_error(body),
-            oauth_error=str(error),
-        )
+    _check_sign_in(body, "the authorization code")
     return grant_from(body, client_secret=client_secret)
 
 
@@ -150,20 +145,35 @@ def refresh(
     if scopes:
         data["scope"] = " ".join(scopes)
     body = _token_request(client, endpoints.token_url, data, client_id, client_secret, token_auth)
+    _check_renewal(body, name)
+    return grant_from(body, client_secret=client_secret)
+
+
+def _check_sign_in(body: dict[str, Any], what: str) -> None:
+    """An error while signing in: the authorization failed (exit 5)."""
+    error = body.get("error")
+    if error:
+        raise AuthorizationFailed(
+            f"the provider refused {what}: {describe_error(body)}", oauth_error=str(error)
+        )
+
+
+def _check_renewal(body: dict[str, Any], name: str) -> None:
+    """An error while renewing a stored token: a rejected grant needs a new consent (exit 4),
+    anything else is the provider's trouble (exit 6) and changes nothing."""
     error = body.get("error")
     if error in _REAUTH_ERRORS:
         raise ReauthorizationRequired(
-            f"the provider rejected the refresh of {name!r} ({describe_error(body)}); "
-            f"run `oauthtok reauthorize {name}`",
+            f"the provider rejected the renewal of {name!r} ({describe_error(body)}); run "
+            f"`oauthtok reauthorize {name}` (with --client-secret-stdin if the secret changed)",
             oauth_error=str(error),
         )
     if error:
         raise ProviderError(
-            f"the provider failed to refresh {name!r} ({describe_error(body)}); retry later, "
+            f"the provider failed to renew {name!r} ({describe_error(body)}); retry later, "
             "the stored tokens are unchanged",
             oauth_error=str(error),
         )
-    return grant_from(body, client_secret=client_secret)
 
 
 @dataclass(frozen=True)
@@ -201,11 +211,7 @@ def start_device_authorization(
     body = _post(
         client, endpoints.device_authorization_url, data, client_id, client_secret, token_auth
     )
-    if body.get("error"):
-        raise AuthorizationFailed(
-            "the provider refused the device authorization: " + describe_error(body),
-            oauth_error=str(body["error"]),
-        )
+    _check_sign_in(body, "the device authorization")
     # Google says verification_url, everyone else verification_uri
     uri = body.get("verification_uri") or body.get("verification_url")
     if not body.get("device_code") or not body.get("user_code") or not uri:
@@ -280,24 +286,10 @@ def client_credentials(
     if scopes:
         data["scope"] = " ".join(scopes)
     body = _token_request(client, endpoints.token_url, data, client_id, client_secret, token_auth)
-    error = body.get("error")
-    if error and during == "create":
-        raise AuthorizationFailed(
-            "the provider refused the client credentials: " + describe_error(body),
-            oauth_error=str(error),
-        )
-    if error in _REAUTH_ERRORS:
-        raise ReauthorizationRequired(
-            f"the provider refused a new token for {name!r} ({describe_error(body)}); check the "
-            f"client secret, then `oauthtok reauthorize {name} --client-secret-stdin`",
-            oauth_error=str(error),
-        )
-    if error:
-        raise ProviderError(
-            f"the provider failed to issue a token for {name!r} ({describe_error(body)}); retry "
-            "later, the stored tokens are unchanged",
-            oauth_error=str(error),
-        )
+    if during == "create":
+        _check_sign_in(body, "the client credentials")
+    else:
+        _check_renewal(body, name)
     return grant_from(body, client_secret=client_secret)
 
 

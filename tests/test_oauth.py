@@ -58,9 +58,7 @@ def exchange(token_auth: str, secret: str | None = "p@ss w:rd") -> httpx.Request
             grant = oauth.exchange_code(
                 client,
                 ENDS,
-                client_id="my id",
-                client_secret=secret,
-                token_auth=token_auth,
+                oauth.ClientAuth("my id", secret, token_auth),
                 code="CODE",
                 request=req,
             )
@@ -100,9 +98,7 @@ def refresh_reply(**reply: object) -> None:
             oauth.refresh(
                 client,
                 ENDS,
-                client_id="c",
-                client_secret="s",
-                token_auth="client_secret_post",
+                oauth.ClientAuth("c", "s", "client_secret_post"),
                 refresh_token="RT",
                 name="work",
             )
@@ -144,9 +140,7 @@ def test_network_down() -> None:
             oauth.refresh(
                 client,
                 ENDS,
-                client_id="c",
-                client_secret=None,
-                token_auth="none",
+                oauth.ClientAuth("c", None, "none"),
                 refresh_token="RT",
             )
 
@@ -160,9 +154,7 @@ def test_form_encoded_reply_and_comma_scopes() -> None:
             grant = oauth.refresh(
                 client,
                 ENDS,
-                client_id="c",
-                client_secret=None,
-                token_auth="none",
+                oauth.ClientAuth("c", None, "none"),
                 refresh_token="RT",
             )
     assert grant.tokens.access_token == "gho_x" and grant.tokens.expires_at is None
@@ -183,9 +175,7 @@ def test_code_exchange_error_is_authorization_failed() -> None:
             oauth.exchange_code(
                 client,
                 ENDS,
-                client_id="c",
-                client_secret="wrong",
-                token_auth="client_secret_post",
+                oauth.ClientAuth("c", "wrong", "client_secret_post"),
                 code="x",
                 request=req,
             )
@@ -211,6 +201,7 @@ def test_aadsts_hints(code: str, hint: str) -> None:
     assert hint in text and "Trace ID" not in text
 
 
+PUBLIC = oauth.ClientAuth("c")
 DEVICE_ENDS = Endpoints(
     token_url="https://idp.example.com/token",
     device_authorization_url="https://idp.example.com/device",
@@ -234,13 +225,12 @@ def test_device_polling_follows_the_interval_rules() -> None:
         route = mock.post(DEVICE_ENDS.token_url).mock(side_effect=replies)
         with httpx.Client() as client:
             device = oauth.start_device_authorization(
-                client, DEVICE_ENDS, client_id="c", client_secret=None, token_auth="none",
+                client, DEVICE_ENDS, oauth.ClientAuth("c", None, "none"),
                 scopes=("a",),
             )  # fmt: skip
             assert device.verification_uri == "https://idp.example.com/activate"  # Google's key
             grant = oauth.poll_device_token(
-                client, DEVICE_ENDS, device, client_id="c", client_secret=None,
-                token_auth="none", timeout=600, sleep=slept.append,
+                client, DEVICE_ENDS, PUBLIC, device, timeout=600, sleep=slept.append,
             )  # fmt: skip
     assert grant.tokens.access_token == "AT"
     assert slept == [2, 2, 7, 7]  # +5 s from the slow_down on, for good
@@ -256,8 +246,7 @@ def test_device_polling_stops(error: str, text: str) -> None:
         mock.post(DEVICE_ENDS.token_url).respond(400, json={"error": error})
         with httpx.Client() as client, pytest.raises(AuthorizationFailed, match=text):
             oauth.poll_device_token(
-                client, DEVICE_ENDS, device, client_id="c", client_secret=None,
-                token_auth="none", timeout=600, sleep=lambda _: None,
+                client, DEVICE_ENDS, PUBLIC, device, timeout=600, sleep=lambda _: None,
             )  # fmt: skip
 
 
@@ -268,9 +257,7 @@ def test_revocation_must_be_confirmed() -> None:
             oauth.revoke(
                 client,
                 DEVICE_ENDS,
-                client_id="c",
-                client_secret="s",
-                token_auth="client_secret_basic",
+                oauth.ClientAuth("c", "s", "client_secret_basic"),
                 token="RT",
                 hint="refresh_token",
             )
@@ -283,9 +270,7 @@ def test_revocation_must_be_confirmed() -> None:
                 oauth.revoke(
                     client,
                     DEVICE_ENDS,
-                    client_id="c",
-                    client_secret="s",
-                    token_auth="client_secret_basic",
+                    oauth.ClientAuth("c", "s", "client_secret_basic"),
                     token="RT",
                     hint="refresh_token",
                 )

@@ -52,6 +52,18 @@ AADSTS_HINTS = {
 
 
 @dataclass(frozen=True)
+class ClientAuth:
+    """Who asks the provider, and how it authenticates (RFC 6749 §2.3)."""
+
+    client_id: str
+    secret: str | None = None
+    method: str = "none"  # client_secret_basic | client_secret_post | none
+
+    def __repr__(self) -> str:  # never the secret
+        return f"ClientAuth({self.client_id!r}, method={self.method!r})"
+
+
+@dataclass(frozen=True)
 class AuthorizationRequest:
     """Everything the redirect must match, as plain data."""
 
@@ -110,10 +122,8 @@ def start_authorization(
 def exchange_code(
     client: httpx.Client,
     endpoints: Endpoints,
+    auth: ClientAuth,
     *,
-    client_id: str,
-    client_secret: str | None,
-    token_auth: str,
     code: str,
     request: AuthorizationRequest,
 ) -> Grant:
@@ -124,18 +134,16 @@ def exchange_code(
         "redirect_uri": request.redirect_uri,
         "code_verifier": request.code_verifier,
     }
-    body = _token_request(client, endpoints.token_url, data, client_id, client_secret, token_auth)
+    body = _token_request(client, endpoints.token_url, data, auth)
     _check_sign_in(body, "the authorization code")
-    return grant_from(body, client_secret=client_secret)
+    return grant_from(body, client_secret=auth.secret)
 
 
 def refresh(
     client: httpx.Client,
     endpoints: Endpoints,
+    auth: ClientAuth,
     *,
-    client_id: str,
-    client_secret: str | None,
-    token_auth: str,
     refresh_token: str,
     scopes: tuple[str, ...] = (),
     name: str = "NAME",
@@ -144,9 +152,9 @@ def refresh(
     data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
     if scopes:
         data["scope"] = " ".join(scopes)
-    body = _token_request(client, endpoints.token_url, data, client_id, client_secret, token_auth)
+    body = _token_request(client, endpoints.token_url, data, auth)
     _check_renewal(body, name)
-    return grant_from(body, client_secret=client_secret)
+    return grant_from(body, client_secret=auth.secret)
 
 
 def _check_sign_in(body: dict[str, Any], what: str) -> None:
@@ -197,10 +205,8 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 def start_device_authorization(
     client: httpx.Client,
     endpoints: Endpoints,
+    auth: ClientAuth,
     *,
-    client_id: str,
-    client_secret: str | None,
-    token_auth: str,
     scopes: tuple[str, ...],
 ) -> DeviceAuthorization:
     if not endpoints.device_authorization_url:
@@ -208,9 +214,7 @@ def start_device_authorization(
             "this service has no device authorization endpoint; use --flow browser or paste"
         )
     data = {"scope": " ".join(scopes)} if scopes else {}
-    body = _post(
-        client, endpoints.device_authorization_url, data, client_id, client_secret, token_auth
-    )
+    body = _post(client, endpoints.device_authorization_url, data, auth)
     _check_sign_in(body, "the device authorization")
     # Google says verification_url, everyone else verification_uri
     uri = body.get("verification_uri") or body.get("verification_url")
@@ -236,11 +240,9 @@ def start_device_authorization(
 def poll_device_token(
     client: httpx.Client,
     endpoints: Endpoints,
+    auth: ClientAuth,
     device: DeviceAuthorization,
     *,
-    client_id: str,
-    client_secret: str | None,
-    token_auth: str,
     timeout: float,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Grant:
@@ -250,12 +252,10 @@ def poll_device_token(
     data = {"grant_type": DEVICE_GRANT, "device_code": device.device_code}
     while True:
         sleep(interval)
-        body = _token_request(
-            client, endpoints.token_url, data, client_id, client_secret, token_auth
-        )
+        body = _token_request(client, endpoints.token_url, data, auth)
         error = body.get("error")
         if not error:
-            return grant_from(body, client_secret=client_secret)
+            return grant_from(body, client_secret=auth.secret)
         if error == "slow_down":
             interval += 5  # RFC 8628 §3.5: for this and all later requests
         elif error != "authorization_pending":
@@ -273,10 +273,8 @@ def poll_device_token(
 def client_credentials(
     client: httpx.Client,
     endpoints: Endpoints,
+    auth: ClientAuth,
     *,
-    client_id: str,
-    client_secret: str | None,
-    token_auth: str,
     scopes: tuple[str, ...],
     name: str = "NAME",
     during: str = "create",
@@ -285,21 +283,19 @@ def client_credentials(
     data = {"grant_type": "client_credentials"}
     if scopes:
         data["scope"] = " ".join(scopes)
-    body = _token_request(client, endpoints.token_url, data, client_id, client_secret, token_auth)
+    body = _token_request(client, endpoints.token_url, data, auth)
     if during == "create":
         _check_sign_in(body, "the client credentials")
     else:
         _check_renewal(body, name)
-    return grant_from(body, client_secret=client_secret)
+    return grant_from(body, client_secret=auth.secret)
 
 
 def revoke(
     client: httpx.Client,
     endpoints: Endpoints,
+    auth: ClientAuth,
     *,
-    client_id: str,
-    client_secret: str | None,
-    token_auth: str,
     token: str,
     hint: str,
 ) -> None:
@@ -307,7 +303,7 @@ def revoke(
     if not endpoints.revocation_url:
         raise ProviderError("this service has no revocation endpoint")
     data = {"token": token, "token_type_hint": hint}
-    response = _send(client, endpoints.revocation_url, data, client_id, client_secret, token_auth)
+    response = _send(client, endpoints.revocation_url, data, auth)
     if response.status_code != 200:
         body = _parse_body(response)
         detail = describe_error(body) if body.get("error") else f"HTTP {response.status_code}"
@@ -318,12 +314,10 @@ def _token_request(
     client: httpx.Client,
     url: str,
     data: dict[str, str],
-    client_id: str,
-    client_secret: str | None,
-    token_auth: str,
+    auth: ClientAuth,
 ) -> dict[str, Any]:
     """POST to a token endpoint; the parsed body, with `error` set for error replies."""
-    body = _post(client, url, data, client_id, client_secret, token_auth)
+    body = _post(client, url, data, auth)
     if not body.get("error") and not body.get("access_token"):
         host = urlsplit(url).netloc
         raise ProviderError(f"{host} answered without an access token; nothing was changed")
@@ -334,12 +328,10 @@ def _post(
     client: httpx.Client,
     url: str,
     data: dict[str, str],
-    client_id: str,
-    client_secret: str | None,
-    token_auth: str,
+    auth: ClientAuth,
 ) -> dict[str, Any]:
     """POST a form with client authentication; the parsed JSON body. 5xx raises."""
-    response = _send(client, url, data, client_id, client_secret, token_auth)
+    response = _send(client, url, data, auth)
     body = _parse_body(response)
     if response.status_code >= 500:
         raise ProviderError(
@@ -356,23 +348,21 @@ def _send(
     client: httpx.Client,
     url: str,
     data: dict[str, str],
-    client_id: str,
-    client_secret: str | None,
-    token_auth: str,
+    auth: ClientAuth,
 ) -> httpx.Response:
     """The request itself, authenticated as the service says (RFC 6749 §2.3)."""
     import httpx
 
     headers = {"Accept": "application/json"}
     form = dict(data)
-    if token_auth == "client_secret_basic" and client_secret is not None:
+    if auth.method == "client_secret_basic" and auth.secret is not None:
         # RFC 6749 §2.3.1: both parts form-urlencoded before base64
-        pair = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}"
+        pair = f"{quote(auth.client_id, safe='')}:{quote(auth.secret, safe='')}"
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
     else:
-        form["client_id"] = client_id
-        if token_auth == "client_secret_post" and client_secret is not None:
-            form["client_secret"] = client_secret
+        form["client_id"] = auth.client_id
+        if auth.method == "client_secret_post" and auth.secret is not None:
+            form["client_secret"] = auth.secret
     host = urlsplit(url).netloc
     try:
         return client.post(url, data=form, headers=headers)

@@ -78,25 +78,6 @@ class DeleteOutcome:
     warning: str | None = None
 
 
-@dataclass(frozen=True)
-class _Client:
-    """Who signs in: the client and how it authenticates (the secret stays out of repr)."""
-
-    client_id: str
-    secret: str | None
-    token_auth: str
-
-    def __repr__(self) -> str:
-        return f"_Client({self.client_id!r}, {self.token_auth!r})"
-
-    def auth(self) -> dict[str, str | None]:
-        return {
-            "client_id": self.client_id,
-            "client_secret": self.secret,
-            "token_auth": self.token_auth,
-        }
-
-
 def redirect_query(text: str) -> str:
     """The query string of a pasted redirect URL (or of a pasted query string)."""
     text = text.strip()
@@ -167,12 +148,14 @@ class Oauthtok:
             raise UsageError("a client secret is needed (or use --public for a public client)")
         if new.flow == "client-credentials" and new.public:
             raise UsageError("the client credentials flow needs a client secret, not --public")
-        who = _Client(new.client_id, None if new.public else new.client_secret, token_auth)
+        auth = oauth.ClientAuth(
+            new.client_id, None if new.public else new.client_secret, token_auth
+        )
         with self._http_client() as client:
             endpoints = resolve_endpoints(new.service, params, client)
             flow = choose_flow(new.flow, endpoints, browser_available, ui)
             grant = self._sign_in(
-                client, flow, endpoints, who, new.scopes, new.service.redirect_uri,
+                client, flow, endpoints, auth, new.scopes, new.service.redirect_uri,
                 new.service.authorize_params, ui, timeout,
             )  # fmt: skip
         now = time.time()
@@ -218,12 +201,12 @@ class Oauthtok:
                     f"the client secret of {record.name!r} is not in the keyring; give it with "
                     "--client-secret-stdin or OAUTHTOK_CLIENT_SECRET"
                 )
-        who = _Client(record.client_id, secret, record.token_auth)
+        auth = oauth.ClientAuth(record.client_id, secret, record.token_auth)
         requested = flow or ("browser" if record.flow == "paste" else record.flow)
         chosen = choose_flow(requested, record.endpoints, browser_available, ui)
         with self._http_client() as client:
             grant = self._sign_in(
-                client, chosen, record.endpoints, who, record.scopes, record.redirect_uri,
+                client, chosen, record.endpoints, auth, record.scopes, record.redirect_uri,
                 record.authorize_params, ui, timeout,
             )  # fmt: skip
         tokens = grant.tokens
@@ -245,7 +228,7 @@ class Oauthtok:
         client: httpx.Client,
         flow: str,
         endpoints: Endpoints,
-        who: _Client,
+        auth: oauth.ClientAuth,
         scopes: tuple[str, ...],
         redirect_uri: str,
         authorize_params: dict[str, str],
@@ -253,16 +236,14 @@ class Oauthtok:
         timeout: float,
     ) -> oauth.Grant:
         if flow == "client-credentials":
-            return oauth.client_credentials(client, endpoints, scopes=scopes, **who.auth())
+            return oauth.client_credentials(client, endpoints, auth, scopes=scopes)
         if flow == "device":
-            device = oauth.start_device_authorization(
-                client, endpoints, scopes=scopes, **who.auth()
-            )
+            device = oauth.start_device_authorization(client, endpoints, auth, scopes=scopes)
             ui.device_code(device)
-            return oauth.poll_device_token(client, endpoints, device, timeout=timeout, **who.auth())
+            return oauth.poll_device_token(client, endpoints, auth, device, timeout=timeout)
         with LoopbackListener(redirect_uri) as listener:
             request = oauth.start_authorization(
-                endpoints, who.client_id, scopes, listener.redirect_uri, authorize_params
+                endpoints, auth.client_id, scopes, listener.redirect_uri, authorize_params
             )
             listener.state = request.state
 
@@ -277,9 +258,7 @@ class Oauthtok:
             )
             raise AuthorizationFailed(f"authorization failed: {detail}", oauth_error=callback.error)
         assert callback.code is not None
-        return oauth.exchange_code(
-            client, endpoints, code=callback.code, request=request, **who.auth()
-        )
+        return oauth.exchange_code(client, endpoints, auth, code=callback.code, request=request)
 
     # -- handing out and refreshing ---------------------------------------------------------
     def valid_token(self, name: str, min_valid: float = DEFAULT_MIN_VALID) -> RefreshOutcome:
@@ -306,19 +285,19 @@ class Oauthtok:
                     "Microsoft ask for offline_access); run "
                     f"`oauthtok reauthorize {record.name}`"
                 )
-            who = _Client(record.client_id, tokens.client_secret, record.token_auth)
+            auth = oauth.ClientAuth(record.client_id, tokens.client_secret, record.token_auth)
             try:
                 with self._http_client() as client:
                     if app_only:
                         grant = oauth.client_credentials(
-                            client, record.endpoints, scopes=record.scopes, name=record.name,
-                            during="refresh", **who.auth(),
+                            client, record.endpoints, auth, scopes=record.scopes,
+                            name=record.name, during="refresh",
                         )  # fmt: skip
                     else:
                         assert tokens.refresh_token is not None
                         grant = oauth.refresh(
-                            client, record.endpoints, refresh_token=tokens.refresh_token,
-                            scopes=record.scopes, name=record.name, **who.auth(),
+                            client, record.endpoints, auth, refresh_token=tokens.refresh_token,
+                            scopes=record.scopes, name=record.name,
                         )  # fmt: skip
             except ReauthorizationRequired:
                 self.store.update(record, needs_reauth=True)
@@ -351,17 +330,17 @@ class Oauthtok:
         if revoke and record.endpoints.revocation_url:
             try:
                 tokens = self.store.read_tokens(record)
-                who = _Client(record.client_id, tokens.client_secret, record.token_auth)
+                auth = oauth.ClientAuth(record.client_id, tokens.client_secret, record.token_auth)
                 with self._http_client() as client:
                     # the refresh token first: revoking it ends the whole grant
                     if tokens.refresh_token:
                         oauth.revoke(
-                            client, record.endpoints, token=tokens.refresh_token,
-                            hint="refresh_token", **who.auth(),
+                            client, record.endpoints, auth, token=tokens.refresh_token,
+                            hint="refresh_token",
                         )  # fmt: skip
                     oauth.revoke(
-                        client, record.endpoints, token=tokens.access_token,
-                        hint="access_token", **who.auth(),
+                        client, record.endpoints, auth, token=tokens.access_token,
+                        hint="access_token",
                     )  # fmt: skip
                 revoked = True
             except OauthtokError as exc:

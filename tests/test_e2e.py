@@ -323,3 +323,24 @@ def test_due_token_takes_the_full_path_with_the_same_answer(auth_server: Any) ->
     assert result.returncode == 0 and "httpx" in modules and "oauthtok.cli" in modules
     assert "secretstorage" in modules and "keyring" not in modules  # no keyring discovery
     assert auth_server.knobs.refresh_requests == 1
+
+
+def test_refresh_all_reports_each_token(auth_server: Any) -> None:
+    assert create(auth_server, name="a").returncode == 0
+    assert create(auth_server, name="b").returncode == 0
+    still = run_oauthtok("refresh", "--all")
+    assert still.returncode == 0
+    assert still.stdout.count("still valid (use --force to refresh)") == 2
+    forced = run_oauthtok("refresh", "--all", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.splitlines()[0].startswith("a: refreshed, valid for")
+    assert auth_server.knobs.refresh_requests == 2
+    # one token's grant revoked at the provider: the other still refreshes, exit 4 at the end
+    revoked = next(
+        t for t in auth_server.tokens.values() if not t.revoked and t.client_id == "client-a"
+    )
+    revoked.revoked = True
+    mixed = run_oauthtok("refresh", "a", "b", "--force")
+    assert mixed.returncode == 4
+    assert "a: error:" in mixed.stderr and "b: refreshed" in mixed.stdout
+    assert run_oauthtok("refresh").returncode == 2  # neither names nor --all

@@ -224,3 +224,11 @@ def test_core_never_imports_typer_or_rich() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_suggested_commands_quote_names_for_the_shell(store: TokenStore) -> None:
+    store.add(make_record("my mail", expires_at=time.time() - 10, has_refresh_token=False),
+              SECRETS.evolve(refresh_token=None, expires_at=time.time() - 10))  # fmt: skip
+    result = runner.invoke(app, ["token", "my mail"])
+    assert result.exit_code == 4
+    assert "`oauthtok reauthorize 'my mail'`" in result.stderr

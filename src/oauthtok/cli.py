@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from oauthtok import __version__
-from oauthtok.errors import Cancelled, OauthtokError, UsageError
+from oauthtok.errors import Cancelled, OauthtokError, UsageError, command
 from oauthtok.fastpath import FORMATS, render_token
 from oauthtok.models import Service, TokenRecord
 from oauthtok.services import closest_scope, get_service, load_catalog, parse_params
@@ -558,7 +558,7 @@ def create_command(
     missing = [s for s in record.scopes if s not in granted]
     if record.granted_scopes is not None and missing:
         say(f"warning: the provider did not grant: {' '.join(missing)}")
-    say(f"Use it with: oauthtok token {record.name}")
+    say(f"Use it with: {command('token', record.name)}")
 
 
 def describe_validity(record: TokenRecord) -> str:

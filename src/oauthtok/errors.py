@@ -6,6 +6,13 @@ Stdlib only: this module is on the `oauthtok token` fast path.
 from __future__ import annotations
 
 
+def command(*words: str) -> str:
+    """A command line to suggest, with each word quoted for the shell (names may have spaces)."""
+    import shlex
+
+    return " ".join(["oauthtok", *(shlex.quote(w) for w in words)])
+
+
 class OauthtokError(Exception):
     """An expected failure: one line for the user, and an exit code."""
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from oauthtok import __version__
-from oauthtok.errors import AuthorizationFailed, ProviderError, ReauthorizationRequired
+from oauthtok.errors import AuthorizationFailed, ProviderError, ReauthorizationRequired, command
 from oauthtok.models import Endpoints, TokenSet
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ def _check_renewal(body: dict[str, Any], name: str) -> None:
     if error in _REAUTH_ERRORS:
         raise ReauthorizationRequired(
             f"the provider rejected the renewal of {name!r} ({describe_error(body)}); run "
-            f"`oauthtok reauthorize {name}` (with --client-secret-stdin if the secret changed)",
+            f"`{command('reauthorize', name)}` (with --client-secret-stdin if the secret changed)",
             oauth_error=str(error),
         )
     if error:

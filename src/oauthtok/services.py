@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from oauthtok import paths
-from oauthtok.errors import CatalogError, UsageError
+from oauthtok.errors import AuthorizationFailed, CatalogError, ProviderError, UsageError
 from oauthtok.models import TOKEN_AUTH_METHODS, Endpoints, Service
 
 if TYPE_CHECKING:
@@ -297,8 +297,6 @@ def well_known_urls(issuer: str) -> list[str]:
 def discover_endpoints(client: httpx.Client, issuer: str) -> Endpoints:
     """Read the provider's metadata; refuse a document that names another issuer."""
     import httpx
-
-    from oauthtok.errors import AuthorizationFailed, ProviderError
 
     document: dict[str, Any] | None = None
     tried = []

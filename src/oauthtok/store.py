@@ -18,7 +18,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from oauthtok import layout, paths
-from oauthtok.errors import ReauthorizationRequired, StoreError, TokenNotFound, UsageError
+from oauthtok.errors import ReauthorizationRequired, StoreError, TokenNotFound, UsageError, command
 from oauthtok.keychain import Keychain
 from oauthtok.models import TokenRecord, TokenSet
 
@@ -126,7 +126,7 @@ class TokenStore:
             )
         except FileNotFoundError:
             raise StoreError(
-                f"the metadata of token {name!r} ({path}) is missing; `oauthtok delete {name}` "
+                f"the metadata of token {name!r} ({path}) is missing; `{command('delete', name)}` "
                 "and create it again"
             ) from None
         except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
@@ -180,14 +180,14 @@ class TokenStore:
         if raw is None:
             raise ReauthorizationRequired(
                 f"the keyring holds no secrets for token {record.name!r} (keyring reset?); "
-                f"run `oauthtok reauthorize {record.name}`"
+                f"run `{command('reauthorize', record.name)}`"
             )
         try:
             return TokenSet.loads(raw)
         except (ValueError, TypeError):
             raise StoreError(
                 f"the keyring entry of token {record.name!r} is corrupt; "
-                f"run `oauthtok reauthorize {record.name}`"
+                f"run `{command('reauthorize', record.name)}`"
             ) from None
 
     # -- changes ----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from oauthtok.errors import (
     OauthtokError,
     ReauthorizationRequired,
     UsageError,
+    command,
 )
 from oauthtok.loopback import LoopbackListener
 from oauthtok.models import Endpoints, Service, TokenRecord, TokenSet
@@ -129,7 +130,7 @@ class Oauthtok:
         if existing is not None:
             raise UsageError(
                 f"a token named {existing.name!r} exists already; choose another name, or "
-                f"`oauthtok reauthorize {existing.name}`"
+                f"`{command('reauthorize', existing.name)}`"
             )
 
     def create(
@@ -283,7 +284,7 @@ class Oauthtok:
                 raise ReauthorizationRequired(
                     f"token {record.name!r} is due for refresh but has no refresh token (for "
                     "Microsoft ask for offline_access); run "
-                    f"`oauthtok reauthorize {record.name}`"
+                    f"`{command('reauthorize', record.name)}`"
                 )
             auth = oauth.ClientAuth(record.client_id, tokens.client_secret, record.token_auth)
             try:

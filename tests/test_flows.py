@@ -89,7 +89,8 @@ def test_device_flow_needs_a_device_endpoint(auth_server: Any) -> None:
 
 def start(server: Any, *args: str, service: str = "testidp", env: dict[str, str] | None = None
           ) -> subprocess.Popen[str]:  # fmt: skip
-    server.add_client("client-p", SECRET, "client_secret_basic")
+    auth = "client_secret_post" if service == "testfull" else "client_secret_basic"
+    server.add_client("client-p", SECRET, auth)
     return subprocess.Popen(
         [sys.executable, "-m", "oauthtok", "create", "p", "--service", service,
          "--client-id", "client-p", "--scopes", "offline_access mail.read", "--timeout", "30",
@@ -251,4 +252,17 @@ def test_failed_revocation_still_deletes_and_warns(auth_server: Any) -> None:
     assert result.returncode == 0
     assert "warning: could not revoke 't'" in result.stderr
     assert "grant may still be live" in result.stderr
+    assert run_oauthtok("list", "--json").stdout.strip() == "[]"
+
+
+def test_ctrl_c_while_polling_saves_nothing(auth_server: Any) -> None:
+    import signal
+
+    auth_server.knobs.device_pending_polls = 1000
+    proc = start(auth_server, "--flow", "device", service="testfull")
+    assert proc.stderr
+    read_until(proc.stderr, "enter the code")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(15) == 130
+    assert "cancelled; nothing was saved" in proc.stderr.read()
     assert run_oauthtok("list", "--json").stdout.strip() == "[]"

@@ -232,3 +232,9 @@ def test_suggested_commands_quote_names_for_the_shell(store: TokenStore) -> None
     result = runner.invoke(app, ["token", "my mail"])
     assert result.exit_code == 4
     assert "`oauthtok reauthorize 'my mail'`" in result.stderr
+
+
+def test_unknown_flow_is_refused_before_anything(store: TokenStore, interactive: None) -> None:
+    result = runner.invoke(app, ["create", "n", "--service", "microsoft", "--flow", "magic"])
+    assert result.exit_code == 2 and "--flow must be one of" in result.stderr
+    assert "Client" not in result.stderr

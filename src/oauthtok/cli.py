@@ -25,8 +25,9 @@ from oauthtok import __version__
 from oauthtok.errors import Cancelled, OauthtokError, UsageError, command
 from oauthtok.fastpath import FORMATS, render_token
 from oauthtok.models import Service, TokenRecord
+from oauthtok.oauth import DeviceAuthorization
 from oauthtok.services import closest_scope, get_service, load_catalog, parse_params
-from oauthtok.tokens import DEFAULT_AUTH_TIMEOUT, DEFAULT_MIN_VALID, NewToken, Oauthtok
+from oauthtok.tokens import DEFAULT_AUTH_TIMEOUT, DEFAULT_MIN_VALID, FLOWS, NewToken, Oauthtok
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -481,7 +482,7 @@ class ConsoleSignIn:
             say("That is not the answer to this sign-in (wrong or missing state); paste the "
                 "whole address of the page the browser was sent to.")  # fmt: skip
 
-    def device_code(self, device: Any) -> None:
+    def device_code(self, device: DeviceAuthorization) -> None:
         say(f"To sign in, open {device.verification_uri} on any device and enter the code:")
         say(f"  {device.user_code}")
         if device.verification_uri_complete:
@@ -500,6 +501,11 @@ class ConsoleSignIn:
         if self._status is not None:
             self._status.stop()
             self._status = None
+
+
+def check_flow(flow: str) -> None:
+    if flow not in FLOWS:
+        raise UsageError(f"--flow must be one of {', '.join(FLOWS)}, not {flow!r}")
 
 
 FLOW_HELP = "browser | paste | device | client-credentials (default: browser, or a fallback)"
@@ -534,6 +540,7 @@ def create_command(
     flow: Annotated[str, typer.Option("--flow", help=FLOW_HELP)] = "browser",
 ) -> None:
     """Sign in with a service and store the tokens under NAME."""
+    check_flow(flow)
     tool = Oauthtok()
     if public and client_secret_stdin:
         raise UsageError("--public and --client-secret-stdin do not go together")
@@ -587,6 +594,8 @@ def reauthorize_command(
     ] = None,
 ) -> None:
     """Consent again (same service, client and scopes); old tokens stay until it succeeds."""
+    if flow is not None:
+        check_flow(flow)
     tool = Oauthtok()
     secret = read_client_secret(client_secret_stdin)
     ui = ConsoleSignIn(open_browser=not no_browser)

@@ -280,7 +280,6 @@ def test_hung_keyring_times_out(tmp_path: Path, memory_keyring: MemoryKeyring) -
     with pytest.raises(StoreError, match=r"did not answer within 0\.3 s"):
         store.add(make_record(), SECRETS)
     assert time.monotonic() - started < 3
-    assert StoreError.exit_code == 8
 
 
 # -- size limits -------------------------------------------------------------------------------
@@ -356,3 +355,19 @@ def test_list_never_touches_the_keyring(store: TokenStore, monkeypatch: pytest.M
     monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS")  # no keyring reachable at all
     result = run_oauthtok("list")
     assert result.returncode == 0 and result.stdout.splitlines()[1].startswith("a\t")
+
+
+def test_a_locked_keyring_is_not_retried(memory_keyring: MemoryKeyring) -> None:
+    class LockedException(Exception):
+        pass
+
+    calls = {"n": 0}
+
+    def locked(service: str, username: str) -> str | None:
+        calls["n"] += 1
+        raise LockedException("collection is locked")
+
+    memory_keyring.get_password = locked  # type: ignore[method-assign]
+    with pytest.raises(StoreError, match="the keyring is locked"):
+        Keychain(memory_keyring).get("k")
+    assert calls["n"] == 1

@@ -207,7 +207,9 @@ def show_help_command(
     parts += [f"- `{scope}` — {desc}" for scope, desc in entry.scopes.items()]
     if entry.refresh_scope:
         parts += ["", f"Include `{entry.refresh_scope}`, or the token will not refresh."]
-    port_note = "" if ":" in entry.redirect_uri.split("//", 1)[-1] else " (any port)"
+    from urllib.parse import urlsplit
+
+    port_note = "" if urlsplit(entry.redirect_uri).port else " (any port)"
     parts += ["", "## Redirect URI to register", "", f"`{entry.redirect_uri}`{port_note}"]
     if entry.params:
         parts += ["", "## Parameters (`--param KEY=VALUE`)", ""]

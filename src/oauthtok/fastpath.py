@@ -1,6 +1,6 @@
 """`oauthtok token NAME` when the stored token is still valid, without typer, rich or httpx.
 
-It reads the index and one Secret Service item directly (see `secret_service`). Anything it
+It reads `names.json` and one Secret Service item directly (see `secret_service`). Anything it
 does not handle (another option, a token due for refresh, a non-Linux or configured keyring
 backend, any error at all) returns None, and the ordinary CLI takes over: the fast path never
 gives a different answer, only a faster one.

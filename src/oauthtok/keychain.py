@@ -132,6 +132,10 @@ def describe_failure(exc: BaseException) -> str:
     return f"the keyring failed ({name}: {exc}); {FIX}"
 
 
+class _BackendFailure(StoreError):
+    """The backend itself raised (not a lock or a time-out of ours): may be transient."""
+
+
 class Keychain:
     """Time-boxed access to one keyring backend."""
 
@@ -182,16 +186,16 @@ class Keychain:
             exc = error[0]
             if isinstance(exc, StoreError):
                 raise exc
-            raise StoreError(f"cannot {what}: {describe_failure(exc)}") from None
+            reason = describe_failure(exc)
+            cls = StoreError if reason == LOCKED else _BackendFailure
+            raise cls(f"cannot {what}: {reason}") from None
         return result[0]
 
     def _retry_once(self, fn: Callable[[], T], what: str) -> T:
         """A transient Secret Service error (item replaced meanwhile) is retried once."""
         try:
             return self._call(fn, what)
-        except StoreError as first:
-            if "locked" in str(first) or "did not answer" in str(first):
-                raise
+        except _BackendFailure:
             return self._call(fn, what)
 
     def get(self, key: str) -> str | None:

@@ -1,8 +1,9 @@
-"""TokenStore: the metadata index (a JSON file) plus one keyring entry of secrets per token.
+"""TokenStore: metadata files in the data dir plus one keyring entry of secrets per token.
 
-The index lives in the data dir (0700), is written atomically (temp file + rename, 0600) and
-only under a cross-process lock. Secrets are keyed by the token's stable id, so renaming a
-token touches only the index, and handing out a token takes one keyring read.
+`names.json` maps names to stable ids and `tokens/<id>.json` holds each token's metadata (see
+`layout`). Files are written atomically (temp file + rename, 0600, folders 0700) and only under
+a cross-process lock. Secrets are keyed by the id, so renaming a token rewrites only
+`names.json`, and handing out a token takes one keyring read.
 """
 
 from __future__ import annotations

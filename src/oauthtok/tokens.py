@@ -21,6 +21,7 @@ from oauthtok.errors import (
     UsageError,
     command,
 )
+from oauthtok.fastpath import DEFAULT_MIN_VALID
 from oauthtok.loopback import LoopbackListener
 from oauthtok.models import Endpoints, Service, TokenRecord, TokenSet
 from oauthtok.services import resolve_endpoints, resolve_params
@@ -29,7 +30,6 @@ from oauthtok.store import TokenStore, new_token_id, validate_name
 if TYPE_CHECKING:
     import httpx
 
-DEFAULT_MIN_VALID = 60.0
 DEFAULT_AUTH_TIMEOUT = 300.0
 FLOWS = ("browser", "paste", "device", "client-credentials")
 
@@ -203,8 +203,7 @@ class Oauthtok:
                     "--client-secret-stdin or OAUTHTOK_CLIENT_SECRET"
                 )
         auth = oauth.ClientAuth(record.client_id, secret, record.token_auth)
-        requested = flow or ("browser" if record.flow == "paste" else record.flow)
-        chosen = choose_flow(requested, record.endpoints, browser_available, ui)
+        chosen = choose_flow(flow or record.flow, record.endpoints, browser_available, ui)
         with self._http_client() as client:
             grant = self._sign_in(
                 client, chosen, record.endpoints, auth, record.scopes, record.redirect_uri,

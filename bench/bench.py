@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from oauthtok import layout  # noqa: E402
+from oauthtok.contract import SECRET_NAMESPACE  # noqa: E402
 from oauthtok.models import Endpoints, TokenRecord, TokenSet  # noqa: E402
 from oauthtok.store import TokenStore, atomic_write, ensure_private_dir, new_token_id  # noqa: E402
 from tests.secret_service_daemon import private_secret_service  # noqa: E402
@@ -85,7 +86,7 @@ def seed(env: dict[str, str], data_dir: str, count: int) -> list[TokenRecord]:
             client_secret="client-secret",
         )
         attributes = {
-            "service": layout.KEYRING_SERVICE,
+            "service": SECRET_NAMESPACE,
             "username": r.id,
             "application": "Python keyring library",
         }
@@ -209,7 +210,7 @@ def main() -> int:
             "oauthtok token (1 token)": ([OAUTHTOK, "token", first.name], env_one),
             f"oauthtok token ({args.tokens} tokens)": ([OAUTHTOK, "token", last.name], env_many),
             "keyring get (1 secret)": (
-                [sys.executable, "-m", "keyring", "get", layout.KEYRING_SERVICE, first.id],
+                [sys.executable, "-m", "keyring", "get", SECRET_NAMESPACE, first.id],
                 env_one,
             ),
             f"oauthtok list ({args.tokens} tokens)": ([OAUTHTOK, "list"], env_many),

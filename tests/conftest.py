@@ -4,15 +4,14 @@ an in-memory keyring for unit tests, and the Authlib server plus a scripted brow
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from keyring.backend import KeyringBackend
+
+from tests.helpers import MemoryKeyring
 
 TESTS = Path(__file__).parent
 REQUIRE_SECRET_SERVICE = os.environ.get("OAUTHTOK_REQUIRE_SECRET_SERVICE") == "1"
@@ -78,36 +77,6 @@ def keyring_env(secret_service: dict[str, str], monkeypatch: pytest.MonkeyPatch)
     """The real Secret Service for this test (and its subprocesses)."""
     monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", secret_service["address"])
     return secret_service
-
-
-class MemoryKeyring(KeyringBackend):
-    """An in-memory backend for unit tests; `delay` makes every call hang that long."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: dict[tuple[str, str], str] = {}
-        self.delay = 0.0
-
-    def _wait(self) -> None:
-        if self.delay:
-            time.sleep(self.delay)
-
-    def get_password(self, service: str, username: str) -> str | None:
-        self._wait()
-        return self.items.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self._wait()
-        self.items[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        from keyring.errors import PasswordDeleteError
-
-        self._wait()
-        if self.items.pop((service, username), None) is None:
-            raise PasswordDeleteError(username)
 
 
 @pytest.fixture
@@ -178,17 +147,3 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FAKE_BROWSER_LOG", str(log))
     monkeypatch.setenv("FAKE_BROWSER_MODE", "follow")
     return log
-
-
-def run_oauthtok(
-    *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """The real program in a subprocess, as scripts run it."""
-    return subprocess.run(
-        [sys.executable, "-m", "oauthtok", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-    )

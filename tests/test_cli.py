@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
-from oauthtok import __version__, cli
-from oauthtok.cli import app
+from oauthtok import __version__
+from oauthtok.cli import app, output
 from oauthtok.store import TokenStore
-from tests.test_store import SECRETS, make_record
+from tests.helpers import make_record, make_secrets
 
 runner = CliRunner()
 
@@ -28,7 +29,7 @@ def store(keyring_env: dict[str, str]) -> TokenStore:
 @pytest.fixture
 def interactive(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pretend stdin is a terminal, so the CLI prompts."""
-    monkeypatch.setattr(cli, "can_prompt", lambda: True)
+    monkeypatch.setattr(output, "can_prompt", lambda: True)
 
 
 def test_version() -> None:
@@ -68,9 +69,11 @@ def test_empty_list(store: TokenStore) -> None:
 
 
 def test_list_and_show(store: TokenStore) -> None:
-    store.add(make_record("work-mail"), SECRETS)
-    store.add(make_record("old", expires_at=time.time() - 10), SECRETS)
-    store.add(make_record("gone", expires_at=time.time() - 10, has_refresh_token=False), SECRETS)
+    store.add(make_record("work-mail"), make_secrets())
+    store.add(make_record("old", expires_at=time.time() - 10), make_secrets())
+    store.add(
+        make_record("gone", expires_at=time.time() - 10, has_refresh_token=False), make_secrets()
+    )
     result = runner.invoke(app, ["list"])
     assert result.exit_code == 0
     rows = [line.split("\t") for line in result.stdout.splitlines()]
@@ -88,8 +91,8 @@ def test_list_and_show(store: TokenStore) -> None:
     assert shown.exit_code == 0 and "client id" in shown.stdout
     js = runner.invoke(app, ["show", "work-mail", "--json"]).stdout
     assert json.loads(js)["client_id"] == "11111111-2222"
-    for output in (result.stdout, shown.stdout, js):
-        assert "secret-" not in output and "AT-" not in output
+    for text in (result.stdout, shown.stdout, js):
+        assert "secret-" not in text and "AT-" not in text
 
 
 def test_show_missing_is_3(store: TokenStore) -> None:
@@ -98,8 +101,8 @@ def test_show_missing_is_3(store: TokenStore) -> None:
 
 
 def test_rename_and_delete(store: TokenStore) -> None:
-    store.add(make_record("a"), SECRETS)
-    store.add(make_record("b"), SECRETS)
+    store.add(make_record("a"), make_secrets())
+    store.add(make_record("b"), make_secrets())
     assert runner.invoke(app, ["rename", "a", "c"]).exit_code == 0
     assert runner.invoke(app, ["rename", "a", "d"]).exit_code == 3
     assert runner.invoke(app, ["rename", "c", "B"]).exit_code == 2
@@ -110,7 +113,7 @@ def test_rename_and_delete(store: TokenStore) -> None:
 
 
 def test_delete_asks_on_a_terminal(store: TokenStore, interactive: None) -> None:
-    store.add(make_record("a"), SECRETS)
+    store.add(make_record("a"), make_secrets())
     result = runner.invoke(app, ["delete", "a"], input="n\n")
     assert result.exit_code == 130 and "not deleted" in result.stderr
     assert runner.invoke(app, ["delete", "a"], input="y\n").exit_code == 0
@@ -119,7 +122,7 @@ def test_delete_asks_on_a_terminal(store: TokenStore, interactive: None) -> None
 
 def test_token_errors(store: TokenStore) -> None:
     assert runner.invoke(app, ["token", "nope"]).exit_code == 3
-    store.add(make_record("a"), SECRETS)
+    store.add(make_record("a"), make_secrets())
     bad = runner.invoke(app, ["token", "a", "--format", "xml"])
     assert bad.exit_code == 2 and "--format" in bad.stderr
     ok = runner.invoke(app, ["token", "a", "--format", "header"])
@@ -134,7 +137,7 @@ def create_args(*extra: str) -> list[str]:
 
 
 def test_create_refuses_taken_name_before_asking(store: TokenStore, interactive: None) -> None:
-    store.add(make_record("Work"), SECRETS)
+    store.add(make_record("Work"), make_secrets())
     result = runner.invoke(app, ["create", "work", "--service", "microsoft"])
     assert result.exit_code == 2 and "exists already" in result.stderr
     assert "Client secret" not in result.stderr
@@ -183,7 +186,7 @@ def test_ctrl_c_at_a_prompt_is_130(
     def interrupted(*_: Any, **__: Any) -> str:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli.typer, "prompt", interrupted)
+    monkeypatch.setattr(typer, "prompt", interrupted)
     result = runner.invoke(app, ["create", "n", "--service", "microsoft"])
     assert result.exit_code == 130 and "nothing was saved" in result.stderr
     assert store.records() == []
@@ -218,8 +221,9 @@ def test_interactive_create_end_to_end(
 
 def test_core_never_imports_typer_or_rich() -> None:
     code = (
-        "import sys, oauthtok.tokens, oauthtok.store, oauthtok.services, oauthtok.oauth,"
-        " oauthtok.loopback, oauthtok.keychain, oauthtok.launcher, oauthtok.fastpath;"
+        "import sys, oauthtok.manager, oauthtok.store, oauthtok.catalog, oauthtok.oauth,"
+        " oauthtok.loopback, oauthtok.secretstore, oauthtok.launcher, oauthtok.fastpath,"
+        " oauthtok.handout, oauthtok.scopes, oauthtok.freedesktop;"
         "print(sorted(m for m in ('typer','rich','click','httpx') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -228,7 +232,7 @@ def test_core_never_imports_typer_or_rich() -> None:
 
 def test_suggested_commands_quote_names_for_the_shell(store: TokenStore) -> None:
     store.add(make_record("my mail", expires_at=time.time() - 10, has_refresh_token=False),
-              SECRETS.evolve(refresh_token=None, expires_at=time.time() - 10))  # fmt: skip
+              make_secrets(refresh_token=None, expires_at=time.time() - 10))  # fmt: skip
     result = runner.invoke(app, ["token", "my mail"])
     assert result.exit_code == 4
     assert "`oauthtok reauthorize 'my mail'`" in result.stderr

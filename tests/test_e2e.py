@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_oauthtok
+from tests.helpers import run_oauthtok
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -170,7 +170,7 @@ def test_invalid_grant_needs_reauthorization_then_reauthorize(auth_server: Any) 
 def _stored_secret(name: str) -> str:
     code = (
         "import json,sys;from oauthtok.store import TokenStore;s=TokenStore();"
-        f"r=s.get({name!r});print(s.keychain.get(r.id))"
+        f"r=s.get({name!r});print(s.secrets.get(r.id))"
     )
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

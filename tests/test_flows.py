@@ -12,8 +12,8 @@ from typing import IO, Any
 
 import pytest
 
-from tests.conftest import run_oauthtok
 from tests.fake_browser import get
+from tests.helpers import run_oauthtok
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 

@@ -11,39 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from secretstorage.exceptions import ItemNotFoundException, LockedException
 
-from oauthtok import layout
+from oauthtok.contract import SECRET_NAMESPACE
 from oauthtok.errors import StoreError, TokenNotFound, UsageError
-from oauthtok.keychain import Keychain
-from oauthtok.models import Endpoints, TokenRecord, TokenSet
-from oauthtok.store import TokenStore, new_token_id, validate_name
-from tests.conftest import MemoryKeyring, run_oauthtok
-
-SECRETS = TokenSet(
-    access_token="AT-secret-access",
-    refresh_token="RT-secret-refresh",
-    client_secret="CS-secret-client",
-    expires_at=time.time() + 3600,
-)
-
-
-def make_record(name: str = "work-mail", **changes: Any) -> TokenRecord:
-    record = TokenRecord(
-        id=new_token_id(),
-        name=name,
-        service="microsoft",
-        client_id="11111111-2222",
-        endpoints=Endpoints(
-            token_url="https://idp.example.com/token", authorize_url="https://idp.example.com/auth"
-        ),
-        token_auth="client_secret_post",
-        redirect_uri="http://localhost",
-        scopes=("offline_access", "https://outlook.office.com/IMAP.AccessAsUser.All"),
-        created_at=time.time(),
-        expires_at=SECRETS.expires_at,
-        has_refresh_token=True,
-    )
-    return record.evolve(**changes)
+from oauthtok.secretstore import SecretStore
+from oauthtok.store import TokenStore, validate_name
+from tests.helpers import MemoryKeyring, make_record, make_secrets, run_oauthtok
 
 
 @pytest.fixture
@@ -52,9 +26,10 @@ def store(keyring_env: dict[str, str]) -> TokenStore:
 
 
 def test_round_trip_in_the_real_keyring(store: TokenStore) -> None:
-    record = store.add(make_record(), SECRETS)
+    secrets = make_secrets()
+    record = store.add(make_record(), secrets)
     assert store.get("WORK-MAIL").id == record.id  # names ignore case
-    assert store.read_tokens(record) == SECRETS
+    assert store.read_tokens(record) == secrets
     # stored under service "oauthtok" and the stable id, where secret-tool finds it too
     found = subprocess.run(
         ["secret-tool", "lookup", "service", "oauthtok", "username", record.id],
@@ -86,15 +61,15 @@ def test_one_dbus_connection_per_process(
 
     monkeypatch.setattr(secretstorage, "dbus_init", counting)
     fresh = TokenStore()
-    record = fresh.add(make_record(), SECRETS)
-    fresh.save_tokens(record, SECRETS.evolve(access_token="AT-2"))
+    record = fresh.add(make_record(), make_secrets())
+    fresh.save_tokens(record, make_secrets(access_token="AT-2"))
     assert fresh.read_tokens(record).access_token == "AT-2"
     fresh.delete(record.name)
     assert len(opened) == 1
 
 
 def test_files_are_private_and_hold_no_secret(store: TokenStore) -> None:
-    store.add(make_record(), SECRETS)
+    store.add(make_record(), make_secrets())
     folder = Path(store.data_dir)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     assert [p.relative_to(folder).as_posix() for p in files if p.suffix == ".json"] == [
@@ -111,12 +86,13 @@ def test_files_are_private_and_hold_no_secret(store: TokenStore) -> None:
 
 
 def test_rename_touches_only_the_name_index(store: TokenStore) -> None:
-    record = store.add(make_record(), SECRETS)
+    secrets = make_secrets()
+    record = store.add(make_record(), secrets)
     record_file = Path(store.data_dir) / "tokens" / f"{record.id}.json"
     before = record_file.read_bytes()
-    store.add(make_record("other"), SECRETS)
+    store.add(make_record("other"), make_secrets())
     renamed = store.rename("work-mail", "Mail (IMAP)")
-    assert renamed.id == record.id and store.read_tokens(renamed) == SECRETS
+    assert renamed.id == record.id and store.read_tokens(renamed) == secrets
     assert record_file.read_bytes() == before
     with pytest.raises(TokenNotFound):
         store.get("work-mail")
@@ -128,18 +104,18 @@ def test_rename_touches_only_the_name_index(store: TokenStore) -> None:
 
 
 def test_delete_removes_the_keyring_entry(store: TokenStore) -> None:
-    record = store.add(make_record(), SECRETS)
+    record = store.add(make_record(), make_secrets())
     store.delete("work-mail")
-    assert store.keychain.get(record.id) is None
+    assert store.secrets.get(record.id) is None
     assert store.records() == []
     with pytest.raises(TokenNotFound):
         store.delete("work-mail")
 
 
 def test_duplicate_names_ignore_case(store: TokenStore) -> None:
-    store.add(make_record(), SECRETS)
+    store.add(make_record(), make_secrets())
     with pytest.raises(UsageError, match="exists already"):
-        store.add(make_record("Work-Mail"), SECRETS)
+        store.add(make_record("Work-Mail"), make_secrets())
 
 
 @pytest.mark.parametrize("name", ["", " lead", "trail ", "a" * 65, "tab\there", "nl\nx", "del\x7f"])
@@ -154,13 +130,13 @@ def test_valid_names(name: str) -> None:
 
 
 def test_corrupt_index_is_left_alone(store: TokenStore) -> None:
-    store.add(make_record(), SECRETS)
+    store.add(make_record(), make_secrets())
     index = Path(store.names_path)
     index.write_text('{"version": 1, "tokens": [')
     with pytest.raises(StoreError, match="corrupt"):
         store.records()
     with pytest.raises(StoreError, match="corrupt"):
-        store.add(make_record("x"), SECRETS)
+        store.add(make_record("x"), make_secrets())
     assert index.read_text() == '{"version": 1, "tokens": ['
     result = run_oauthtok("list")
     assert result.returncode == 8 and "corrupt" in result.stderr
@@ -184,7 +160,7 @@ def test_concurrent_adds_from_many_processes_all_land(store: TokenStore) -> None
 
 
 def test_no_dbus_session_is_exit_8(store: TokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    store.add(make_record(), SECRETS)
+    store.add(make_record(), make_secrets())
     monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS")
     result = run_oauthtok("token", "work-mail")
     assert result.returncode == 8
@@ -198,7 +174,7 @@ def test_bus_without_secret_service_is_exit_8(
 ) -> None:
     from tests.secret_service_daemon import start_bus
 
-    store.add(make_record(), SECRETS)
+    store.add(make_record(), make_secrets())
     bus, address = start_bus(tmp_path)
     try:
         monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)
@@ -214,7 +190,7 @@ def test_locked_keyring_is_exit_8(store: TokenStore, keyring_env: dict[str, str]
     import secretstorage
     from jeepney import DBusAddress, new_method_call
 
-    store.add(make_record(), SECRETS)
+    store.add(make_record(), make_secrets())
     conn = secretstorage.dbus_init()
     collection = secretstorage.get_default_collection(conn)
     collection.lock()
@@ -257,7 +233,7 @@ def test_locked_keyring_is_exit_8(store: TokenStore, keyring_env: dict[str, str]
                 )
             )
         conn.close()
-    assert store.read_tokens(store.get("work-mail")) == SECRETS
+    assert store.read_tokens(store.get("work-mail")).access_token == "AT-secret-access"
 
 
 @pytest.mark.parametrize(
@@ -266,7 +242,7 @@ def test_locked_keyring_is_exit_8(store: TokenStore, keyring_env: dict[str, str]
 def test_unusable_configured_backend_is_exit_8(
     store: TokenStore, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
-    store.add(make_record(), SECRETS)
+    store.add(make_record(), make_secrets())
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", backend)
     result = run_oauthtok("token", "work-mail")
     assert result.returncode == 8, result.stderr
@@ -275,10 +251,10 @@ def test_unusable_configured_backend_is_exit_8(
 
 def test_hung_keyring_times_out(tmp_path: Path, memory_keyring: MemoryKeyring) -> None:
     memory_keyring.delay = 5
-    store = TokenStore(Keychain(memory_keyring, timeout=0.3), data_dir=str(tmp_path / "d"))
+    store = TokenStore(SecretStore(memory_keyring, timeout=0.3), data_dir=str(tmp_path / "d"))
     started = time.monotonic()
     with pytest.raises(StoreError, match=r"did not answer within 0\.3 s"):
-        store.add(make_record(), SECRETS)
+        store.add(make_record(), make_secrets())
     assert time.monotonic() - started < 3
 
 
@@ -286,7 +262,7 @@ def test_hung_keyring_times_out(tmp_path: Path, memory_keyring: MemoryKeyring) -
 
 
 def test_large_secrets_are_split_on_capped_backends(memory_keyring: MemoryKeyring) -> None:
-    chain = Keychain(memory_keyring, chunk_size=100)
+    chain = SecretStore(memory_keyring, chunk_size=100)
     big = "x" * 950
     chain.set("id1", big)
     assert max(len(v) for v in memory_keyring.items.values()) <= 100
@@ -305,8 +281,8 @@ def test_windows_backend_gets_a_chunk_size(memory_keyring: MemoryKeyring) -> Non
     class WinVaultKeyring(MemoryKeyring):
         pass
 
-    assert Keychain(WinVaultKeyring()).chunk_size == 1200
-    assert Keychain(memory_keyring).chunk_size is None
+    assert SecretStore(WinVaultKeyring()).chunk_size == 1200
+    assert SecretStore(memory_keyring).chunk_size is None
 
 
 def test_transient_read_error_is_retried_once(memory_keyring: MemoryKeyring) -> None:
@@ -315,28 +291,45 @@ def test_transient_read_error_is_retried_once(memory_keyring: MemoryKeyring) -> 
 
     def flaky(service: str, username: str) -> str | None:
         calls["n"] += 1
-        if calls["n"] == 1:
-            raise RuntimeError("ItemNotFoundException")
+        if calls["n"] == 1:  # the item was replaced by another process meanwhile
+            raise ItemNotFoundException("No such item")
         return original(service, username)
 
-    memory_keyring.set_password(layout.KEYRING_SERVICE, "k", "v")
+    memory_keyring.set_password(SECRET_NAMESPACE, "k", "v")
     memory_keyring.get_password = flaky  # type: ignore[method-assign]
-    assert Keychain(memory_keyring).get("k") == "v"
+    assert SecretStore(memory_keyring).get("k") == "v"
     assert calls["n"] == 2
+
+
+def test_other_failures_are_not_retried_and_say_what_failed(
+    memory_keyring: MemoryKeyring,
+) -> None:
+    calls = {"n": 0}
+
+    def broken(service: str, username: str) -> str | None:
+        calls["n"] += 1
+        raise RuntimeError("the message says locked, ItemNotFoundException and no such item")
+
+    memory_keyring.get_password = broken  # type: ignore[method-assign]
+    with pytest.raises(StoreError) as info:
+        SecretStore(memory_keyring).get("k")
+    assert calls["n"] == 1  # classified by type, never by the words of the message
+    assert "the keyring failed (RuntimeError)" in str(info.value)
+    assert "locked" not in str(info.value)
 
 
 def test_index_never_lists_secrets_even_with_many_tokens(tmp_path: Path) -> None:
     memory = MemoryKeyring()
-    store = TokenStore(Keychain(memory), data_dir=str(tmp_path / "d"))
+    store = TokenStore(SecretStore(memory), data_dir=str(tmp_path / "d"))
     for i in range(30):
-        store.add(make_record(f"t{i:02d}"), SECRETS)
+        store.add(make_record(f"t{i:02d}"), make_secrets())
     assert [r.name for r in store.records()] == [f"t{i:02d}" for i in range(30)]
     text = "".join(p.read_text() for p in Path(store.data_dir).rglob("*.json"))
     assert "-secret-" not in text and "AT-" not in text
 
 
 def test_corrupt_record_file_is_exit_8(store: TokenStore) -> None:
-    record = store.add(make_record(), SECRETS)
+    record = store.add(make_record(), make_secrets())
     path = Path(store.data_dir) / "tokens" / f"{record.id}.json"
     path.write_text("{nope")
     result = run_oauthtok("show", "work-mail")
@@ -345,22 +338,19 @@ def test_corrupt_record_file_is_exit_8(store: TokenStore) -> None:
 
 
 def test_delete_leaves_no_files_behind(store: TokenStore) -> None:
-    record = store.add(make_record(), SECRETS)
+    record = store.add(make_record(), make_secrets())
     store.delete("work-mail")
     assert not (Path(store.data_dir) / "tokens" / f"{record.id}.json").exists()
 
 
 def test_list_never_touches_the_keyring(store: TokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    store.add(make_record("a"), SECRETS)
+    store.add(make_record("a"), make_secrets())
     monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS")  # no keyring reachable at all
     result = run_oauthtok("list")
     assert result.returncode == 0 and result.stdout.splitlines()[1].startswith("a\t")
 
 
 def test_a_locked_keyring_is_not_retried(memory_keyring: MemoryKeyring) -> None:
-    class LockedException(Exception):
-        pass
-
     calls = {"n": 0}
 
     def locked(service: str, username: str) -> str | None:
@@ -369,5 +359,5 @@ def test_a_locked_keyring_is_not_retried(memory_keyring: MemoryKeyring) -> None:
 
     memory_keyring.get_password = locked  # type: ignore[method-assign]
     with pytest.raises(StoreError, match="the keyring is locked"):
-        Keychain(memory_keyring).get("k")
+        SecretStore(memory_keyring).get("k")
     assert calls["n"] == 1

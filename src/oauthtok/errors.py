@@ -5,6 +5,9 @@ Stdlib only: this module is on the `oauthtok token` fast path.
 
 from __future__ import annotations
 
+import os
+import sys
+
 
 def command(*words: str) -> str:
     """A command line to suggest, with each word quoted for the shell (names may have spaces)."""
@@ -66,8 +69,72 @@ class StoreError(OauthtokError):
     exit_code = 8
 
 
+class AttentionSoon(OauthtokError):
+    """Nothing is broken yet, but a grant lapses or a client credential expires soon."""
+
+    exit_code = 9
+
+
 class Cancelled(OauthtokError):
     exit_code = 130
 
-    def __init__(self, message: str = "cancelled; nothing was saved") -> None:
+    def __init__(self, message: str = "cancelled") -> None:
         super().__init__(message)
+
+
+#: the status of a process whose output pipe was closed (128 + SIGPIPE), as a shell reports it
+BROKEN_PIPE = 141
+
+
+def say(message: str) -> None:
+    """A line for the person, on stderr; a closed stderr is not an error."""
+    try:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def report(exc: BaseException) -> int:
+    """The one error boundary: say what went wrong in one line, and return the exit code.
+
+    Expected failures print their message; Ctrl-C says "cancelled" on a fresh line; a closed
+    output pipe ends quietly; anything else is a bug: one line, exit 1, and a traceback only
+    with OAUTHTOK_DEBUG (it may contain secrets).
+    """
+    if isinstance(exc, BrokenPipeError):
+        _silence_stdout()
+        return BROKEN_PIPE
+    if isinstance(exc, KeyboardInterrupt):
+        exc = Cancelled()
+    if isinstance(exc, OauthtokError):
+        fresh_line = "\n" if isinstance(exc, Cancelled) and _stderr_is_tty() else ""
+        say(f"{fresh_line}oauthtok: error: {exc}" if not isinstance(exc, Cancelled)
+            else f"{fresh_line}oauthtok: {exc}")  # fmt: skip
+        return exc.exit_code
+    if os.environ.get("OAUTHTOK_DEBUG"):
+        import traceback
+
+        traceback.print_exception(exc)
+    say(
+        f"oauthtok: internal error ({type(exc).__name__}); this is a bug, please report it "
+        "(OAUTHTOK_DEBUG=1 shows the traceback, which may contain secrets)"
+    )
+    return 1
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except ValueError:
+        return False
+
+
+def _silence_stdout() -> None:
+    """After EPIPE, point stdout at /dev/null so that the interpreter's final flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

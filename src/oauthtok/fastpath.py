@@ -1,126 +1,141 @@
-"""`oauthtok token NAME` when the stored token is still valid, without typer, rich or httpx.
+"""`oauthtok token` without Typer, rich or keyring: the program's hot path.
 
-It reads `names.json` and one Secret Service item directly (see `secret_service`). Anything it
-does not handle (another option, a token due for refresh, a non-Linux or configured keyring
-backend, any error at all) returns None, and the ordinary CLI takes over: the fast path never
-gives a different answer, only a faster one.
+`run` parses the arguments exactly as Typer does (a differential test holds the two parsers
+equal) and, for a token that is still valid, answers from `names.json` and one read of the
+secret store. A token that is due goes to the same use case the full CLI calls (`handout`),
+still without Typer. Anything this parser does not accept (help, a usage error) returns None and
+the full CLI answers. `OAUTHTOK_NO_FAST_PATH=1` sends everything to the full CLI;
+`OAUTHTOK_DEBUG=1` says on stderr why the cached read declined.
+
+Stdlib only at import time: every module imported here is on the hot path.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from typing import Any
 
-from oauthtok import layout, paths
+from oauthtok import contract, layout, paths
 
-FORMATS = ("raw", "header", "json")
-DEFAULT_MIN_VALID = 60.0
+_FORMATS = {f.value: f for f in contract.Format}
 
 
-def parse_args(args: list[str]) -> tuple[str, str, float] | None:
-    """(name, format, min_valid) for the forms this path handles, else None."""
+class TokenArgs:
+    """The parameters of `oauthtok token`, as Typer would give them."""
+
+    __slots__ = ("fmt", "min_valid", "name")
+
+    def __init__(self, name: str, fmt: contract.Format, min_valid: float) -> None:
+        self.name = name
+        self.fmt = fmt
+        self.min_valid = min_valid
+
+    def as_tuple(self) -> tuple[str, contract.Format, float]:
+        return self.name, self.fmt, self.min_valid
+
+
+def parse_args(args: list[str]) -> TokenArgs | None:
+    """Click's grammar for `token NAME [--format|-f F] [--min-valid S]`; None for anything it
+    would refuse and for `--help`/`-h` (Typer answers those)."""
     name: str | None = None
-    fmt = "raw"
-    min_valid = DEFAULT_MIN_VALID
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        option, eq, value = arg.partition("=")
-        if option in ("--format", "-f", "--min-valid") and arg.startswith("-"):
-            if not eq:
-                i += 1
-                if i >= len(args):
+    fmt = contract.DEFAULT_FORMAT
+    min_valid = contract.DEFAULT_MIN_VALID
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        value: str | None = None
+        if arg == "--":  # everything after it is an argument
+            for positional in rest:
+                if name is not None:
                     return None
-                value = args[i]
-            if option == "--min-valid":
-                try:
-                    min_valid = float(value)
-                except ValueError:
-                    return None
-            else:
-                fmt = value
-        elif arg == "--":
-            rest = args[i + 1 :]
-            if name is not None or len(rest) != 1:
-                return None
-            name = rest[0]
+                name = positional
             break
-        elif arg.startswith("-") or name is not None:
-            return None
+        if arg.startswith("--"):
+            option, eq, attached = arg.partition("=")
+            if eq:
+                value = attached
+        elif arg.startswith("-") and arg != "-":
+            option, attached = arg[:2], arg[2:]
+            if attached:
+                if option != "-f":  # -h and unknown short options: not ours
+                    return None
+                value = attached  # `-fjson` is json, `-f=json` is "=json" (refused below)
         else:
+            if name is not None:
+                return None  # an extra argument
             name = arg
-        i += 1
-    if name is None or fmt not in FORMATS or not min_valid >= 0:
+            continue
+        if option not in ("--format", "-f", "--min-valid"):
+            return None  # --help, -h or an unknown option
+        if value is None:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        if option == "--min-valid":
+            try:
+                min_valid = contract.parse_min_valid(value)
+            except ValueError:
+                return None
+        else:
+            found = _FORMATS.get(value.lower())
+            if found is None:
+                return None
+            fmt = found
+    if name is None:
         return None
-    return name, fmt, min_valid
+    return TokenArgs(name, fmt, min_valid)
 
 
-def render_token(
-    access_token: str,
-    token_type: str | None,
-    expires_at: float | None,
-    scopes: list[str] | tuple[str, ...],
-    fmt: str,
-) -> str:
-    """The text `oauthtok token` prints (without the newline)."""
-    kind = token_type or "Bearer"
-    if kind.lower() == "bearer":
-        kind = "Bearer"
-    if fmt == "header":
-        return f"Authorization: {kind} {access_token}"
-    if fmt == "json":
-        return json.dumps(
-            {
-                "access_token": access_token,
-                "token_type": kind,
-                "expires_at": None if expires_at is None else int(expires_at),
-                "scopes": list(scopes),
-            }
-        )
-    return access_token
-
-
-def cached_token(name: str, fmt: str, min_valid: float) -> str | None:
-    if os.environ.get("OAUTHTOK_NO_FAST_PATH") or not layout.fast_path_allowed():
-        return None
+def cached_token(parsed: TokenArgs) -> str | None:
+    """The rendered token when the stored one is still valid; None when it is due."""
     data_dir = paths.data_dir()
-    found = layout.lookup(layout.read_names(data_dir), name)
+    found = layout.lookup(layout.read_names(data_dir), parsed.name)
     if found is None:
-        return None
+        raise LookupError("no such name")  # the full path says so, with its wording
     token_id = found[1]
-    from oauthtok.secret_service import read_secret
+    if not layout.fast_read_allowed():
+        raise LookupError("the secret store is not one the fast path reads")
+    from oauthtok.freedesktop import read_secret
 
-    raw = read_secret(layout.KEYRING_SERVICE, token_id)
+    raw = read_secret(contract.SECRET_NAMESPACE, token_id)
     if raw is None or not raw.startswith("{"):
-        return None
-    secret: dict[str, Any] = json.loads(raw)
+        raise LookupError("no plain secret entry")
+    import json
+
+    secret = json.loads(raw)
     expires_at = secret.get("expires_at")
-    if expires_at is not None and float(expires_at) - time.time() <= min_valid:
+    if contract.is_due(expires_at, parsed.min_valid, time.time()):
         return None
     scopes: list[str] = []
-    if fmt == "json":  # only this format needs the metadata file
+    if parsed.fmt is contract.Format.JSON:  # only this format needs the metadata file
         record = layout.read_record(data_dir, token_id)
-        scopes = record.get("granted_scopes") or record.get("scopes") or []
-    return render_token(secret["access_token"], secret.get("token_type"), expires_at, scopes, fmt)
+        scopes = contract.shown_scopes(record.get("granted_scopes"), record.get("scopes") or [])
+    return contract.render_token(
+        secret["access_token"], secret.get("token_type"), expires_at, scopes, parsed.fmt
+    )
 
 
 def run(args: list[str]) -> int | None:
-    """Print the token and return 0, or None to let the ordinary CLI answer."""
+    """Answer `oauthtok token ARGS` and return the exit code, or None for the full CLI."""
+    if os.environ.get("OAUTHTOK_NO_FAST_PATH"):
+        return None
     parsed = parse_args(args)
     if parsed is None:
         return None
     try:
-        text = cached_token(*parsed)
-    except Exception:
-        return None
+        text = cached_token(parsed)
+    except Exception as exc:
+        if os.environ.get("OAUTHTOK_DEBUG"):
+            sys.stderr.write(f"oauthtok: debug: fast path declined ({type(exc).__name__}: {exc})\n")
+        text = None
     if text is None:
-        return None
+        from oauthtok.handout import main
+
+        return main(parsed.name, parsed.fmt, parsed.min_valid)
     try:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
     except BrokenPipeError:
-        return 0
+        return 141
     return 0

@@ -1,4 +1,9 @@
-"""The `oauthtok` entry point: `token` tries the fast path before the full CLI is imported."""
+"""The `oauthtok` entry point: the commands scripts call most are answered before Typer loads.
+
+`--version` is printed from here, and `token` goes through `fastpath` (a cached read, or the
+refresh use case without the CLI). Everything else, and anything those two decline (help,
+usage errors, `OAUTHTOK_NO_FAST_PATH=1`), is the Typer application in `oauthtok.cli`.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,29 @@ import sys
 
 
 def main() -> None:
-    args = sys.argv[1:]
+    try:
+        code = _early(sys.argv[1:])
+        if code is not None:
+            sys.stdout.flush()
+            os._exit(code)  # skip interpreter shutdown (10-50 ms); stdout is flushed
+        from oauthtok.cli import main as cli_main
+    except BaseException as exc:  # Ctrl-C while starting, a closed pipe: the usual boundary
+        if isinstance(exc, SystemExit):
+            raise
+        from oauthtok.errors import report
+
+        sys.exit(report(exc))
+    cli_main()
+
+
+def _early(args: list[str]) -> int | None:
+    if args == ["--version"]:
+        from oauthtok import __version__
+
+        sys.stdout.write(f"oauthtok {__version__}\n")
+        return 0
     if args[:1] == ["token"]:
         from oauthtok.fastpath import run
 
-        code = run(args[1:])
-        if code is not None:
-            # skip interpreter shutdown (10-50 ms); stdout is already flushed
-            os._exit(code)
-    from oauthtok.cli import main as cli_main
-
-    cli_main()
+        return run(args[1:])
+    return None

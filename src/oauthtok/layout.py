@@ -6,7 +6,8 @@ In the data dir:
                       the same with 1 token or 1,000
   tokens/<id>.json    one token's metadata (never a secret), without its name
   locks/              cross-process lock files
-In the keyring: service "oauthtok", user name = token id, value = the TokenSet as JSON.
+In the secret store: namespace "oauthtok", key = token id, value = the TokenSet as JSON (the
+item schema is in `contract`).
 
 Stdlib only and no dataclasses: the fast path imports this module.
 """
@@ -17,7 +18,6 @@ import json
 import os
 from typing import Any
 
-KEYRING_SERVICE = "oauthtok"
 INDEX_VERSION = 1
 NAMES_FILE = "names.json"
 RECORDS_DIR = "tokens"
@@ -25,8 +25,11 @@ LOCKS_DIR = "locks"
 
 
 def name_key(name: str) -> str:
-    """Names are unique without regard to case."""
-    return name.casefold()
+    """The key names are compared by: `café` in NFC and NFD, fullwidth and plain `mail`, `Mail` and
+    `mail` are one name (NFKC, then case folding, then NFKC again as Unicode advises)."""
+    import unicodedata
+
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
 
 
 def names_path(data_dir: str) -> str:
@@ -104,7 +107,7 @@ def keyring_configured() -> bool:
     return os.path.exists(os.path.join(root, "keyringrc.cfg"))
 
 
-def fast_path_allowed() -> bool:
+def fast_read_allowed() -> bool:
     """True when secrets may be read straight from the Secret Service: Linux, a session bus,
     and no keyring backend chosen by the user (that one is honoured through keyring)."""
     import sys

@@ -1,13 +1,39 @@
-"""Plain data: a catalog service, a stored token's metadata, and its secrets."""
+"""Plain data: a catalog service, a stored token's metadata and its secrets, and the public
+JSON shapes of both (`record_json`, `service_json`: a documented contract, see README)."""
 
 from __future__ import annotations
 
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
+from enum import StrEnum
 from typing import Any
 
-TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+#: seconds a sign-in may take (the browser, the paste, the device code)
+DEFAULT_AUTH_TIMEOUT = 300.0
+
+
+class Flow(StrEnum):
+    """How a token is signed in (`--flow`)."""
+
+    BROWSER = "browser"
+    PASTE = "paste"
+    DEVICE = "device"
+    CLIENT_CREDENTIALS = "client-credentials"
+
+
+class TokenAuth(StrEnum):
+    """How the client authenticates at the token endpoint (RFC 6749 §2.3)."""
+
+    CLIENT_SECRET_BASIC = "client_secret_basic"
+    CLIENT_SECRET_POST = "client_secret_post"
+    NONE = "none"
+
+
+class Status(StrEnum):
+    VALID = "valid"
+    EXPIRED_WILL_REFRESH = "expired-will-refresh"
+    NEEDS_REAUTHORIZATION = "needs-reauthorization"
 
 
 @dataclass(frozen=True)
@@ -35,11 +61,19 @@ class Service:
     redirect_uri: str = "http://127.0.0.1"
     params: dict[str, str] = field(default_factory=dict)
     refresh_scope: str | None = None
-    token_auth: str = "client_secret_post"
+    token_auth: TokenAuth = TokenAuth.CLIENT_SECRET_POST
     authorize_params: dict[str, str] = field(default_factory=dict)
     scopes: dict[str, str] = field(default_factory=dict)
     default_scopes: tuple[str, ...] = ()
     help: str = ""
+    #: prefixes the provider drops when it reports granted scopes (Microsoft's resource URLs)
+    scope_prefixes: tuple[str, ...] = ()
+    #: the provider's own spelling of a scope → the one a person asks for (Google's `email`)
+    scope_aliases: dict[str, str] = field(default_factory=dict)
+    #: an error code or AADSTS number → what to change (`KEY/public`: for public clients)
+    error_hints: dict[str, str] = field(default_factory=dict)
+    #: the flow to use when no browser can be opened (default: device if there is one, else paste)
+    headless_flow: Flow | None = None
 
 
 @dataclass(frozen=True)
@@ -51,10 +85,12 @@ class TokenRecord:
     service: str
     client_id: str
     endpoints: Endpoints
-    token_auth: str
+    token_auth: TokenAuth
     redirect_uri: str
     scopes: tuple[str, ...]
     granted_scopes: tuple[str, ...] | None = None
+    #: asked-for scopes the provider really did not grant (compared in normalized form)
+    missing_scopes: tuple[str, ...] = ()
     params: dict[str, str] = field(default_factory=dict)
     authorize_params: dict[str, str] = field(default_factory=dict)
     created_at: float = 0.0
@@ -62,14 +98,16 @@ class TokenRecord:
     expires_at: float | None = None
     has_refresh_token: bool = False
     needs_reauth: bool = False
-    #: how it was signed in: browser | paste | device | client-credentials
-    flow: str = "browser"
+    flow: Flow = Flow.BROWSER
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["scopes"] = list(self.scopes)
+        data["missing_scopes"] = list(self.missing_scopes)
         if self.granted_scopes is not None:
             data["granted_scopes"] = list(self.granted_scopes)
+        data["token_auth"] = str(self.token_auth)
+        data["flow"] = str(self.flow)
         return data
 
     @classmethod
@@ -78,20 +116,27 @@ class TokenRecord:
         values = {k: v for k, v in data.items() if k in known}
         values["endpoints"] = Endpoints(**data["endpoints"])
         values["scopes"] = tuple(data.get("scopes") or ())
+        values["missing_scopes"] = tuple(data.get("missing_scopes") or ())
         granted = data.get("granted_scopes")
         values["granted_scopes"] = None if granted is None else tuple(granted)
+        values["token_auth"] = TokenAuth(data["token_auth"])
+        values["flow"] = Flow(data.get("flow", Flow.BROWSER))
         return cls(**values)
 
-    def status(self, now: float | None = None) -> str:
-        """valid | expired-will-refresh | needs-reauthorization"""
+    @property
+    def renews_itself(self) -> bool:
+        """True when an expired access token can be renewed without a person."""
+        return self.has_refresh_token or self.flow == Flow.CLIENT_CREDENTIALS
+
+    def status(self, now: float | None = None) -> Status:
         now = time.time() if now is None else now
         if self.needs_reauth:
-            return "needs-reauthorization"
+            return Status.NEEDS_REAUTHORIZATION
         if self.expires_at is None or self.expires_at > now:
-            return "valid"
-        if self.has_refresh_token or self.flow == "client-credentials":
-            return "expired-will-refresh"
-        return "needs-reauthorization"
+            return Status.VALID
+        if self.renews_itself:
+            return Status.EXPIRED_WILL_REFRESH
+        return Status.NEEDS_REAUTHORIZATION
 
     def evolve(self, **changes: Any) -> TokenRecord:
         return replace(self, **changes)
@@ -128,3 +173,29 @@ class TokenSet:
 
     def evolve(self, **changes: Any) -> TokenSet:
         return replace(self, **changes)
+
+
+# -- the public JSON shapes (README, "JSON output") ---------------------------------------------
+
+
+def record_json(record: TokenRecord, now: float) -> dict[str, Any]:
+    """`show --json`, and each element of `list --json`."""
+    data = record.to_json()
+    data["status"] = str(record.status(now))
+    data["expires_in"] = None if record.expires_at is None else int(record.expires_at - now)
+    return data
+
+
+def service_json(service: Service) -> dict[str, Any]:
+    """Each element of `services --json`."""
+    return {
+        "name": service.name,
+        "title": service.title,
+        "origin": service.origin,
+        "redirect_uri": service.redirect_uri,
+        "params": service.params,
+        "refresh_scope": service.refresh_scope,
+        "token_auth": str(service.token_auth),
+        "default_scopes": list(service.default_scopes),
+        "scopes": service.scopes,
+    }

@@ -19,36 +19,62 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from oauthtok import __version__
-from oauthtok.errors import AuthorizationFailed, ProviderError, ReauthorizationRequired, command
-from oauthtok.models import Endpoints, TokenSet
+from oauthtok.errors import ProviderError
+from oauthtok.models import Endpoints, TokenAuth, TokenSet
 
 if TYPE_CHECKING:
     import httpx
 
-#: refresh errors that only a new consent can cure (RFC 6749 §5.2)
-_REAUTH_ERRORS = {"invalid_grant", "invalid_client", "unauthorized_client", "invalid_scope"}
+#: errors that mean the grant or the client itself was rejected: only a new consent (or new
+#: client credentials) cures them. RFC 6749 §5.2, plus GitHub's names for the same things
+#: (GitHub answers them with HTTP 200).
+REJECTED = frozenset(
+    {
+        "invalid_grant",
+        "invalid_client",
+        "unauthorized_client",
+        "invalid_scope",
+        "bad_refresh_token",
+        "incorrect_client_credentials",
+        "bad_verification_code",
+    }
+)
 
-#: Microsoft puts an AADSTS code into error_description; what to change for the common ones
-AADSTS_HINTS = {
-    "50011": "the redirect URI is not registered: add http://localhost to the app's platform",
-    "50020": "this account is not in the app's tenant: use --param tenant=common or the "
-    "account's tenant, or make the app multi-tenant",
-    "50076": "multi-factor authentication is required: finish it in the browser",
-    "50079": "multi-factor authentication must be set up: finish it in the browser",
-    "65001": "consent is missing: an admin must grant consent in API permissions",
-    "90094": "admin consent is required: an admin must grant consent in API permissions",
-    "700016": "the app was not found in this tenant: check --client-id and --param tenant",
-    "7000215": "invalid client secret: paste the secret's Value, not its Secret ID",
-    "7000218": "a client secret is required: create with a secret, or enable 'Allow public "
-    "client flows' and use --public",
-    "7000222": "the client secret expired: make a new one, then `oauthtok reauthorize NAME`",
-    "70000": "the grant was revoked or expired: run `oauthtok reauthorize NAME`",
-    "70008": "the refresh token expired: run `oauthtok reauthorize NAME`",
-    "9002313": "the request was malformed: check the scopes and the tenant",
-    "28003": "scopes of two APIs were mixed: create one token per API (Graph or Outlook)",
-    "70011": "a scope is not valid for this app: check --scopes (one API per token)",
-    "1002012": "a scope is not valid for this app: check --scopes (one API per token)",
-}
+
+class OAuthError(Exception):
+    """The provider answered with an error (RFC 6749 §5.2, §4.1.2.1; RFC 8628 §3.5).
+
+    Neutral on purpose: it carries the provider's fields; the use cases word the message.
+    """
+
+    def __init__(
+        self,
+        error: str,
+        description: str | None = None,
+        uri: str | None = None,
+        *,
+        status: int | None = None,
+        host: str | None = None,
+    ) -> None:
+        super().__init__(error)
+        self.error = error
+        self.description = description
+        self.uri = uri
+        self.status = status
+        self.host = host
+
+    @property
+    def rejected(self) -> bool:
+        """True when the grant or the client was rejected (as opposed to a passing failure)."""
+        return self.error in REJECTED
+
+    def __str__(self) -> str:
+        first = (self.description or "").strip().splitlines()
+        return f"{self.error}: {first[0]}" if first else self.error
+
+
+class DeviceCodeExpired(Exception):
+    """Nobody approved the device code before it (or our own deadline) expired."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +83,7 @@ class ClientAuth:
 
     client_id: str
     secret: str | None = None
-    method: str = "none"  # client_secret_basic | client_secret_post | none
+    method: TokenAuth = TokenAuth.NONE
 
     def __repr__(self) -> str:  # never the secret
         return f"ClientAuth({self.client_id!r}, method={self.method!r})"
@@ -100,7 +126,7 @@ def start_authorization(
     extra_params: dict[str, str] | None = None,
 ) -> AuthorizationRequest:
     if not endpoints.authorize_url:
-        raise AuthorizationFailed("this service has no authorization endpoint")
+        raise ValueError("this service has no authorization endpoint")
     state = secrets.token_urlsafe(32)  # 256 bits
     verifier, challenge = pkce_pair()
     query = {
@@ -127,16 +153,14 @@ def exchange_code(
     code: str,
     request: AuthorizationRequest,
 ) -> Grant:
-    """Authorization code → tokens. Errors are authorization failures (exit 5)."""
+    """Authorization code → tokens (RFC 6749 §4.1.3, with the PKCE verifier)."""
     data = {
         "grant_type": "authorization_code",
         "code": code,
         "redirect_uri": request.redirect_uri,
         "code_verifier": request.code_verifier,
     }
-    body = _token_request(client, endpoints.token_url, data, auth)
-    _check_sign_in(body, "the authorization code")
-    return grant_from(body, client_secret=auth.secret)
+    return grant_from(_token_request(client, endpoints.token_url, data, auth), auth.secret)
 
 
 def refresh(
@@ -146,42 +170,27 @@ def refresh(
     *,
     refresh_token: str,
     scopes: tuple[str, ...] = (),
-    name: str = "NAME",
 ) -> Grant:
-    """Refresh-token grant. The returned set keeps no refresh token unless a new one came."""
+    """Refresh-token grant (RFC 6749 §6). The returned set keeps no refresh token unless a new
+    one came. `scopes` may only narrow what was granted; empty means "as granted"."""
     data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
     if scopes:
         data["scope"] = " ".join(scopes)
-    body = _token_request(client, endpoints.token_url, data, auth)
-    _check_renewal(body, name)
-    return grant_from(body, client_secret=auth.secret)
+    return grant_from(_token_request(client, endpoints.token_url, data, auth), auth.secret)
 
 
-def _check_sign_in(body: dict[str, Any], what: str) -> None:
-    """An error while signing in: the authorization failed (exit 5)."""
-    error = body.get("error")
-    if error:
-        raise AuthorizationFailed(
-            f"the provider refused {what}: {describe_error(body)}", oauth_error=str(error)
-        )
-
-
-def _check_renewal(body: dict[str, Any], name: str) -> None:
-    """An error while renewing a stored token: a rejected grant needs a new consent (exit 4),
-    anything else is the provider's trouble (exit 6) and changes nothing."""
-    error = body.get("error")
-    if error in _REAUTH_ERRORS:
-        raise ReauthorizationRequired(
-            f"the provider rejected the renewal of {name!r} ({describe_error(body)}); run "
-            f"`{command('reauthorize', name)}` (with --client-secret-stdin if the secret changed)",
-            oauth_error=str(error),
-        )
-    if error:
-        raise ProviderError(
-            f"the provider failed to renew {name!r} ({describe_error(body)}); retry later, "
-            "the stored tokens are unchanged",
-            oauth_error=str(error),
-        )
+def client_credentials(
+    client: httpx.Client,
+    endpoints: Endpoints,
+    auth: ClientAuth,
+    *,
+    scopes: tuple[str, ...],
+) -> Grant:
+    """An app-only token (RFC 6749 §4.4). No refresh token: ask again when due."""
+    data = {"grant_type": "client_credentials"}
+    if scopes:
+        data["scope"] = " ".join(scopes)
+    return grant_from(_token_request(client, endpoints.token_url, data, auth), auth.secret)
 
 
 @dataclass(frozen=True)
@@ -200,6 +209,20 @@ class DeviceAuthorization:
 
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+#: bounds on what a provider may ask us to wait (RFC 8628 §3.2 suggests 5 s and minutes)
+MAX_INTERVAL = 60.0
+MAX_DEVICE_LIFETIME = 3600.0
+
+
+def _bounded_seconds(value: object, default: float, low: float, high: float) -> float:
+    """A provider's number of seconds, clamped to [low, high]; junk (NaN, text) → default."""
+    try:
+        seconds = float(value) if value not in (None, "") else default  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return default
+    if seconds != seconds:  # NaN
+        return default
+    return min(max(seconds, low), high)
 
 
 def start_device_authorization(
@@ -210,30 +233,23 @@ def start_device_authorization(
     scopes: tuple[str, ...],
 ) -> DeviceAuthorization:
     if not endpoints.device_authorization_url:
-        raise AuthorizationFailed(
-            "this service has no device authorization endpoint; use --flow browser or paste"
-        )
+        raise ValueError("this service has no device authorization endpoint")
     data = {"scope": " ".join(scopes)} if scopes else {}
     body = _post(client, endpoints.device_authorization_url, data, auth)
-    _check_sign_in(body, "the device authorization")
+    if body.get("error"):
+        raise _error_from(body, endpoints.device_authorization_url)
     # Google says verification_url, everyone else verification_uri
     uri = body.get("verification_uri") or body.get("verification_url")
     if not body.get("device_code") or not body.get("user_code") or not uri:
         raise ProviderError("the device authorization reply lacks device_code, user_code or URI")
-    try:
-        expires_in = float(body.get("expires_in") or 900)
-        interval = float(body.get("interval") or 5)
-    except (TypeError, ValueError):
-        raise ProviderError(
-            "the device authorization reply has a bad expires_in or interval"
-        ) from None
+    complete = body.get("verification_uri_complete")
     return DeviceAuthorization(
         device_code=str(body["device_code"]),
         user_code=str(body["user_code"]),
         verification_uri=str(uri),
-        verification_uri_complete=body.get("verification_uri_complete") or None,
-        expires_in=expires_in,
-        interval=max(interval, 1.0),
+        verification_uri_complete=str(complete) if complete else None,
+        expires_in=_bounded_seconds(body.get("expires_in"), 900, 1, MAX_DEVICE_LIFETIME),
+        interval=_bounded_seconds(body.get("interval"), 5, 1, MAX_INTERVAL),
     )
 
 
@@ -246,49 +262,27 @@ def poll_device_token(
     timeout: float,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Grant:
-    """Poll at the given interval (+5 s on slow_down) until approved, denied or expired."""
-    deadline = time.monotonic() + min(timeout, device.expires_in)
+    """Poll at the given interval (+5 s on slow_down) until approved, denied or expired.
+
+    Never sleeps past min(timeout, the code's lifetime): DeviceCodeExpired then.
+    """
+    budget = min(timeout, device.expires_in)
+    start, waited = time.monotonic(), 0.0
     interval = device.interval
     data = {"grant_type": DEVICE_GRANT, "device_code": device.device_code}
     while True:
+        if max(waited, time.monotonic() - start) + interval > budget:
+            raise DeviceCodeExpired()
         sleep(interval)
-        body = _token_request(client, endpoints.token_url, data, auth)
+        waited += interval
+        body = _token_request(client, endpoints.token_url, data, auth, allow_error=True)
         error = body.get("error")
         if not error:
-            return grant_from(body, client_secret=auth.secret)
+            return grant_from(body, auth.secret)
         if error == "slow_down":
-            interval += 5  # RFC 8628 §3.5: for this and all later requests
+            interval = min(interval + 5, MAX_INTERVAL)  # RFC 8628 §3.5: for all later requests
         elif error != "authorization_pending":
-            what = {
-                "access_denied": "the sign-in was denied",
-                "expired_token": "the code expired before it was approved; run the command again",
-            }.get(str(error), "the provider refused the device sign-in")
-            raise AuthorizationFailed(f"{what} ({describe_error(body)})", oauth_error=str(error))
-        if time.monotonic() + interval > deadline:
-            raise AuthorizationFailed(
-                "the code was not approved in time; run the command again (or raise --timeout)"
-            )
-
-
-def client_credentials(
-    client: httpx.Client,
-    endpoints: Endpoints,
-    auth: ClientAuth,
-    *,
-    scopes: tuple[str, ...],
-    name: str = "NAME",
-    during: str = "create",
-) -> Grant:
-    """An app-only token (RFC 6749 §4.4). No refresh token: ask again when due."""
-    data = {"grant_type": "client_credentials"}
-    if scopes:
-        data["scope"] = " ".join(scopes)
-    body = _token_request(client, endpoints.token_url, data, auth)
-    if during == "create":
-        _check_sign_in(body, "the client credentials")
-    else:
-        _check_renewal(body, name)
-    return grant_from(body, client_secret=auth.secret)
+            raise _error_from(body, endpoints.token_url)
 
 
 def revoke(
@@ -299,15 +293,34 @@ def revoke(
     token: str,
     hint: str,
 ) -> None:
-    """RFC 7009 token revocation. Raises ProviderError when the provider did not confirm."""
+    """RFC 7009 token revocation. OAuthError or ProviderError when not confirmed."""
     if not endpoints.revocation_url:
-        raise ProviderError("this service has no revocation endpoint")
+        raise ValueError("this service has no revocation endpoint")
     data = {"token": token, "token_type_hint": hint}
     response = _send(client, endpoints.revocation_url, data, auth)
     if response.status_code != 200:
         body = _parse_body(response)
-        detail = describe_error(body) if body.get("error") else f"HTTP {response.status_code}"
-        raise ProviderError(f"the provider did not revoke the {hint.replace('_', ' ')} ({detail})")
+        host = urlsplit(endpoints.revocation_url).netloc
+        raise OAuthError(
+            str(body.get("error") or f"http_{response.status_code}"),
+            _text(body.get("error_description")),
+            status=response.status_code,
+            host=host,
+        )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _error_from(body: dict[str, Any], url: str, status: int | None = None) -> OAuthError:
+    return OAuthError(
+        str(body["error"]),
+        _text(body.get("error_description")),
+        _text(body.get("error_uri")),
+        status=status,
+        host=urlsplit(url).netloc,
+    )
 
 
 def _token_request(
@@ -315,12 +328,18 @@ def _token_request(
     url: str,
     data: dict[str, str],
     auth: ClientAuth,
+    *,
+    allow_error: bool = False,
 ) -> dict[str, Any]:
-    """POST to a token endpoint; the parsed body, with `error` set for error replies."""
+    """POST to a token endpoint; the parsed body. An error reply raises OAuthError (or is
+    returned with `allow_error`, for device polling)."""
     body = _post(client, url, data, auth)
-    if not body.get("error") and not body.get("access_token"):
-        host = urlsplit(url).netloc
-        raise ProviderError(f"{host} answered without an access token; nothing was changed")
+    if body.get("error"):
+        if allow_error:
+            return body
+        raise _error_from(body, url)
+    if not body.get("access_token"):
+        raise ProviderError(f"{urlsplit(url).netloc} answered without an access token")
     return body
 
 
@@ -333,12 +352,10 @@ def _post(
     """POST a form with client authentication; the parsed JSON body. 5xx raises."""
     response = _send(client, url, data, auth)
     body = _parse_body(response)
+    host = urlsplit(url).netloc
     if response.status_code >= 500:
-        raise ProviderError(
-            f"{urlsplit(url).netloc} answered HTTP {response.status_code}"
-            + (f" ({describe_error(body)})" if body.get("error") else "")
-            + "; retry later (nothing was changed)"
-        )
+        detail = f" ({_error_from(body, url)})" if body.get("error") else ""
+        raise ProviderError(f"{host} answered HTTP {response.status_code}{detail}")
     if response.status_code >= 400 and not body.get("error"):
         body["error"] = f"http_{response.status_code}"
     return body
@@ -355,26 +372,21 @@ def _send(
 
     headers = {"Accept": "application/json"}
     form = dict(data)
-    if auth.method == "client_secret_basic" and auth.secret is not None:
+    if auth.method == TokenAuth.CLIENT_SECRET_BASIC and auth.secret is not None:
         # RFC 6749 §2.3.1: both parts form-urlencoded before base64
         pair = f"{quote(auth.client_id, safe='')}:{quote(auth.secret, safe='')}"
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
     else:
         form["client_id"] = auth.client_id
-        if auth.method == "client_secret_post" and auth.secret is not None:
+        if auth.method == TokenAuth.CLIENT_SECRET_POST and auth.secret is not None:
             form["client_secret"] = auth.secret
     host = urlsplit(url).netloc
     try:
         return client.post(url, data=form, headers=headers)
     except httpx.TimeoutException:
-        raise ProviderError(
-            f"{host} did not answer in time; check the network and retry (nothing was changed)"
-        ) from None
+        raise ProviderError(f"{host} did not answer in time") from None
     except httpx.TransportError as exc:
-        raise ProviderError(
-            f"cannot reach {host} ({type(exc).__name__}); check the network and retry "
-            "(nothing was changed)"
-        ) from None
+        raise ProviderError(f"cannot reach {host} ({type(exc).__name__})") from None
 
 
 def _parse_body(response: httpx.Response) -> dict[str, Any]:
@@ -386,19 +398,7 @@ def _parse_body(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def describe_error(body: dict[str, Any]) -> str:
-    """`error: description`, plus what to change for a known Microsoft AADSTS code."""
-    error = str(body.get("error", "error"))
-    description = str(body.get("error_description") or "").strip()
-    first_line = description.splitlines()[0] if description else ""
-    text = f"{error}: {first_line}" if first_line else error
-    match = re.search(r"AADSTS(\d+)", description)
-    if match and match.group(1) in AADSTS_HINTS:
-        text += f" — {AADSTS_HINTS[match.group(1)]}"
-    return text
-
-
-def grant_from(body: dict[str, Any], *, client_secret: str | None) -> Grant:
+def grant_from(body: dict[str, Any], client_secret: str | None) -> Grant:
     expires_at = None
     expires_in = body.get("expires_in")
     if expires_in not in (None, ""):

@@ -1,9 +1,12 @@
-"""TokenStore: metadata files in the data dir plus one keyring entry of secrets per token.
+"""TokenStore: metadata files in the data dir plus one secret-store entry per token.
 
 `names.json` maps names to stable ids and `tokens/<id>.json` holds each token's metadata (see
 `layout`). Files are written atomically (temp file + rename, 0600, folders 0700) and only under
 a cross-process lock. Secrets are keyed by the id, so renaming a token rewrites only
-`names.json`, and handing out a token takes one keyring read.
+`names.json`, and handing out a token takes one secret-store read.
+
+The data folder must be ours: a folder or file owned by another user, or writable by group or
+others, is refused (exit 8) before anything is read from it.
 """
 
 from __future__ import annotations
@@ -11,30 +14,35 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import tempfile
 import uuid
 from collections.abc import Iterator
-from typing import Any
-
-from filelock import FileLock, Timeout
+from typing import TYPE_CHECKING, Any
 
 from oauthtok import layout, paths
 from oauthtok.errors import ReauthorizationRequired, StoreError, TokenNotFound, UsageError, command
-from oauthtok.keychain import Keychain
 from oauthtok.models import TokenRecord, TokenSet
+from oauthtok.secretstore import SecretStore
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 MAX_NAME_LENGTH = 64
 LOCK_TIMEOUT = 120.0
 
 
 def validate_name(name: str) -> str:
-    """Names: 1-64 characters, no control characters, no leading or trailing space."""
+    """Names: 1-64 characters, no control or invisible format characters (zero-width space,
+    bidi overrides), no leading or trailing space."""
+    import unicodedata
+
     if not name:
         raise UsageError("a token name may not be empty")
     if len(name) > MAX_NAME_LENGTH:
         raise UsageError(f"a token name has at most {MAX_NAME_LENGTH} characters")
-    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
-        raise UsageError("a token name may not contain control characters")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") for c in name):
+        raise UsageError("a token name may not contain control, invisible or unassigned characters")
     if name != name.strip():
         raise UsageError("a token name may not begin or end with white space")
     return name
@@ -45,9 +53,47 @@ def new_token_id() -> str:
 
 
 def ensure_private_dir(path: str) -> None:
-    os.makedirs(path, mode=0o700, exist_ok=True)
+    """Create `path` and its missing parents 0700; an existing folder must be ours."""
+    missing = []
+    head = os.path.abspath(path)
+    while not os.path.isdir(head):
+        missing.append(head)
+        parent = os.path.dirname(head)
+        if parent == head:
+            break
+        head = parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, 0o700)
     if os.name == "posix":
-        os.chmod(path, 0o700)
+        check_ours(path)
+
+
+def check_ours(path: str) -> None:
+    """Refuse a folder or file owned by another user or writable by group or others: another
+    user could then swap our metadata or our lock files (exit 8)."""
+    if os.name != "posix":
+        return
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    import stat
+
+    if stat.S_ISLNK(st.st_mode):
+        raise StoreError(f"{path} is a symbolic link; oauthtok keeps its files only in real "
+                         "folders: remove the link")  # fmt: skip
+    if st.st_uid != os.geteuid():
+        raise StoreError(
+            f"{path} belongs to another user (uid {st.st_uid}); use your own data folder "
+            "(OAUTHTOK_DATA_DIR) or give it to yourself"
+        )
+    if st.st_mode & 0o022:
+        kind = "folder" if stat.S_ISDIR(st.st_mode) else "file"
+        raise StoreError(
+            f"the {kind} {path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
+            f"fix it with `chmod go-w {shlex.quote(path)}`"
+        )
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -73,28 +119,55 @@ def atomic_write(path: str, data: bytes) -> None:
 
 
 class TokenStore:
-    def __init__(self, keychain: Keychain | None = None, data_dir: str | None = None) -> None:
-        self.keychain = keychain or Keychain()
+    def __init__(self, secrets: SecretStore | None = None, data_dir: str | None = None) -> None:
+        self.secrets = secrets or SecretStore()
         self.data_dir = data_dir or paths.data_dir()
         self.names_path = layout.names_path(self.data_dir)
+        self._checked = False
+
+    def check_available(self) -> None:
+        """Raise StoreError (exit 8) now when the data folder or the secret store is unusable,
+        before a person consents to anything whose tokens could then not be kept."""
+        ensure_private_dir(self.data_dir)
+        self.secrets.get("availability-check")
+
+    def _check_folder(self) -> None:
+        """The data folder and its index must be ours (once per process)."""
+        if not self._checked:
+            for path in (self.data_dir, self.names_path):
+                check_ours(path)
+            self._checked = True
 
     # -- locks ------------------------------------------------------------------------------
     def _lock(self, name: str) -> FileLock:
+        from filelock import FileLock
+
         lock_dir = os.path.join(self.data_dir, layout.LOCKS_DIR)
         ensure_private_dir(self.data_dir)
         ensure_private_dir(lock_dir)
-        return FileLock(os.path.join(lock_dir, name + ".lock"), mode=0o600)
+        path = os.path.join(lock_dir, name + ".lock")
+        check_ours(path)
+        return FileLock(path, mode=0o600)
 
     @contextlib.contextmanager
     def _locked(self, name: str, what: str) -> Iterator[None]:
+        from filelock import Timeout
+
         try:
-            with self._lock(name).acquire(timeout=LOCK_TIMEOUT):
-                yield
+            lock = self._lock(name)
+            acquired = lock.acquire(timeout=LOCK_TIMEOUT)
         except Timeout:
             raise StoreError(
                 f"another oauthtok process held the lock on {what} for {LOCK_TIMEOUT:g} s; "
                 "retry, or look for a stuck oauthtok process"
             ) from None
+        except OSError as exc:
+            raise StoreError(
+                f"cannot lock {what} in {self.data_dir} ({exc.strerror or exc}); check that the "
+                "data folder is yours and writable (OAUTHTOK_DATA_DIR moves it)"
+            ) from None
+        with acquired:
+            yield
 
     def index_lock(self) -> contextlib.AbstractContextManager[None]:
         """Serializes every change of the store across processes."""
@@ -112,6 +185,7 @@ class TokenStore:
         )
 
     def _names(self) -> dict[str, str]:
+        self._check_folder()
         try:
             return layout.read_names(self.data_dir)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -160,11 +234,11 @@ class TokenStore:
 
     # -- writing (callers hold the index lock) ----------------------------------------------
     def _write(self, path: str, data: dict[str, Any]) -> None:
-        ensure_private_dir(os.path.dirname(path))
         try:
+            ensure_private_dir(os.path.dirname(path))
             atomic_write(path, json.dumps(data, indent=1, ensure_ascii=False).encode())
         except OSError as exc:
-            raise StoreError(f"cannot write {path}: {exc}; nothing was changed") from None
+            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     def _write_names(self, names: dict[str, str]) -> None:
         ensure_private_dir(self.data_dir)
@@ -177,7 +251,7 @@ class TokenStore:
 
     # -- secrets ----------------------------------------------------------------------------
     def read_tokens(self, record: TokenRecord) -> TokenSet:
-        raw = self.keychain.get(record.id)
+        raw = self.secrets.get(record.id)
         if raw is None:
             raise ReauthorizationRequired(
                 f"the keyring holds no secrets for token {record.name!r} (keyring reset?); "
@@ -204,12 +278,12 @@ class TokenStore:
             if taken is not None:
                 raise UsageError(f"a token named {taken[0]!r} exists already")
             try:
-                self.keychain.set(record.id, tokens.dumps())
+                self.secrets.set(record.id, tokens.dumps())
                 self._write_record(record)
                 self._write_names({**names, record.name: record.id})
             except BaseException:
                 with contextlib.suppress(StoreError):
-                    self.keychain.delete(record.id)
+                    self.secrets.delete(record.id)
                 with contextlib.suppress(OSError):
                     os.unlink(layout.record_path(self.data_dir, record.id))
                 raise
@@ -218,10 +292,17 @@ class TokenStore:
     def save_tokens(self, record: TokenRecord, tokens: TokenSet, **changes: Any) -> TokenRecord:
         """New secrets for an existing token (refresh, reauthorize), then its metadata.
 
-        The keyring is written first: a rotated refresh token is safe before anything else.
+        The secret store is written first: a rotated refresh token is safe before anything
+        else. If the metadata cannot be written afterwards, the error says that the new tokens
+        were saved (they were: only the metadata, such as the expiry shown by `list`, is stale).
         """
-        self.keychain.set(record.id, tokens.dumps())
-        return self.update(record, **changes)
+        self.secrets.set(record.id, tokens.dumps())
+        try:
+            return self.update(record, **changes)
+        except StoreError as exc:
+            raise StoreError(
+                f"the new tokens of {record.name!r} were saved, but its metadata was not ({exc})"
+            ) from None
 
     def update(self, record: TokenRecord, **changes: Any) -> TokenRecord:
         with self.index_lock():
@@ -254,7 +335,7 @@ class TokenStore:
                 raise TokenNotFound(f"no token named {name!r}; `oauthtok list` shows the names")
             display, token_id = found
             record = self._record(display, token_id)
-            self.keychain.delete(token_id)
+            self.secrets.delete(token_id)
             self._write_names({n: i for n, i in names.items() if i != token_id})
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(layout.record_path(self.data_dir, token_id))

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from oauthtok.catalog import load_catalog, resolve_endpoints, url_problem
 from oauthtok.cli import app
 from oauthtok.errors import CatalogError, UsageError
-from oauthtok.services import load_catalog, resolve_endpoints, url_problem
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,7 +211,7 @@ def test_wheel_ships_the_catalog(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import oauthtok.services as s, sys; print(s.bundled_catalog_path());"
+            "import oauthtok.catalog as s, sys; print(s.bundled_catalog_path());"
             "sys.argv=['oauthtok','services']; from oauthtok.launcher import main; main()",
         ],
         capture_output=True,

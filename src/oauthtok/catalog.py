@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from oauthtok import paths
 from oauthtok.errors import AuthorizationFailed, CatalogError, ProviderError, UsageError
-from oauthtok.models import TOKEN_AUTH_METHODS, Endpoints, Service
+from oauthtok.models import Endpoints, Flow, Service, TokenAuth
 
 if TYPE_CHECKING:
     import httpx
@@ -29,9 +29,17 @@ BUNDLED = "bundled"
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _URL_KEYS = ("authorize_url", "token_url", "device_authorization_url", "revocation_url", "issuer")
-_STRING_KEYS = (*_URL_KEYS, "title", "redirect_uri", "refresh_scope", "token_auth", "help")
-_TABLE_KEYS = ("params", "authorize_params", "scopes")
-_LIST_KEYS = ("default_scopes",)
+_STRING_KEYS = (
+    *_URL_KEYS,
+    "title",
+    "redirect_uri",
+    "refresh_scope",
+    "token_auth",
+    "help",
+    "headless_flow",
+)
+_TABLE_KEYS = ("params", "authorize_params", "scopes", "scope_aliases", "error_hints")
+_LIST_KEYS = ("default_scopes", "scope_prefixes")
 KNOWN_KEYS = frozenset((*_STRING_KEYS, *_TABLE_KEYS, *_LIST_KEYS))
 
 
@@ -104,13 +112,14 @@ def load_catalog() -> dict[str, Service]:
 
 def get_service(name: str, catalog: Mapping[str, Service] | None = None) -> Service:
     catalog = load_catalog() if catalog is None else catalog
-    try:
+    if name in catalog:
         return catalog[name]
-    except KeyError:
-        known = ", ".join(catalog) or "none"
-        raise UsageError(
-            f"unknown service {name!r}; known services: {known} (see `oauthtok services`)"
-        ) from None
+    close = closest_service(name, catalog)
+    if close is not None and close.casefold() == name.casefold():
+        return catalog[close]
+    known = ", ".join(catalog) or "none"
+    hint = f"did you mean {close!r}? " if close else ""
+    raise UsageError(f"unknown service {name!r}; {hint}known services: {known}")
 
 
 def _check_keys(where: object, name: str, entry: Mapping[str, Any]) -> None:
@@ -145,8 +154,12 @@ def _build(name: str, entry: dict[str, Any], origin: str) -> Service:
     if not entry.get("token_url") and not entry.get("issuer"):
         raise fail("missing key 'token_url' (or 'issuer', to discover the endpoints)")
     token_auth = entry.get("token_auth", "client_secret_post")
-    if token_auth not in TOKEN_AUTH_METHODS:
-        raise fail(f"token_auth must be one of {', '.join(TOKEN_AUTH_METHODS)}, not {token_auth!r}")
+    if token_auth not in set(TokenAuth):
+        methods = ", ".join(TokenAuth)
+        raise fail(f"token_auth must be one of {methods}, not {token_auth!r}")
+    headless = entry.get("headless_flow")
+    if headless is not None and headless not in (Flow.PASTE, Flow.DEVICE):
+        raise fail(f"headless_flow must be paste or device, not {headless!r}")
     params = entry.get("params", {})
     for key in _URL_KEYS:
         url = entry.get(key)
@@ -180,11 +193,15 @@ def _build(name: str, entry: dict[str, Any], origin: str) -> Service:
         redirect_uri=redirect,
         params=dict(params),
         refresh_scope=entry.get("refresh_scope"),
-        token_auth=token_auth,
+        token_auth=TokenAuth(token_auth),
         authorize_params=dict(entry.get("authorize_params", {})),
         scopes=dict(entry.get("scopes", {})),
         default_scopes=tuple(entry.get("default_scopes", [])),
         help=entry.get("help", ""),
+        scope_prefixes=tuple(entry.get("scope_prefixes", [])),
+        scope_aliases=dict(entry.get("scope_aliases", {})),
+        error_hints=dict(entry.get("error_hints", {})),
+        headless_flow=Flow(headless) if headless else None,
     )
 
 
@@ -360,12 +377,44 @@ def parse_params(items: Iterable[str]) -> dict[str, str]:
     return result
 
 
-def closest_scope(service: Service, scope: str) -> str | None:
-    matches = difflib.get_close_matches(scope, list(service.scopes), n=1, cutoff=0.5)
-    if matches:
-        return matches[0]
-    tail = scope.rsplit("/", 1)[-1].casefold()
-    for known in service.scopes:
-        if known.rsplit("/", 1)[-1].casefold() == tail:
-            return known
-    return None
+def overview_text(catalog: Mapping[str, Service]) -> str:
+    """`oauthtok show-help` without a service: how to choose one."""
+    lines = ["Services (pick the one that issued your app's client id):", ""]
+    width = max((len(n) for n in catalog), default=0)
+    lines += [f"  {s.name.ljust(width)}  {s.title}" for s in catalog.values()]
+    lines += [
+        "",
+        "`oauthtok show-help SERVICE` walks you through registering an app with it;",
+        "then `oauthtok create NAME --service SERVICE`.",
+        f"Add or override services in {paths.user_catalog_path()} or in files named by",
+        "OAUTHTOK_SERVICES (see README, 'Service catalog').",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def help_markdown(service: Service) -> str:
+    """`oauthtok show-help SERVICE`: registering the app, its scopes, redirect URI, parameters
+    (Markdown; rendered on a terminal, printed as it is when piped)."""
+    parts = [service.help.strip() or f"# {service.title}", "", "## Scopes", ""]
+    parts += [f"- `{scope}` — {desc}" for scope, desc in service.scopes.items()]
+    if service.refresh_scope:
+        parts += ["", f"Include `{service.refresh_scope}`, or the token will not refresh."]
+    port_note = "" if urlsplit(service.redirect_uri).port else " (any port)"
+    parts += ["", "## Redirect URI to register", "", f"`{service.redirect_uri}`{port_note}"]
+    if service.params:
+        parts += ["", "## Parameters (`--param KEY=VALUE`)", ""]
+        parts += [f"- `{k}` (default `{v or 'required'}`)" for k, v in service.params.items()]
+    return "\n".join(parts) + "\n"
+
+
+def required_params(service: Service) -> list[str]:
+    """The parameters without a default: `create` must be given (or asked) each of them."""
+    return [k for k, v in service.params.items() if not v]
+
+
+def closest_service(name: str, catalog: Mapping[str, Service]) -> str | None:
+    lowered = {n.casefold(): n for n in catalog}
+    if name.casefold() in lowered:
+        return lowered[name.casefold()]
+    matches = difflib.get_close_matches(name.casefold(), list(lowered), n=1, cutoff=0.6)
+    return lowered[matches[0]] if matches else None

@@ -1,0 +1,93 @@
+"""How the CLI speaks: data on stdout, messages on stderr; tables and colour only on a
+terminal (rich, imported only then; NO_COLOR is honoured), tab-separated lines when piped."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from oauthtok.errors import say
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from oauthtok.models import TokenRecord
+
+__all__ = ["say"]
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()
+
+
+def can_prompt() -> bool:
+    return sys.stdin.isatty()
+
+
+def console(*, stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def emit_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def humanize_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    if seconds < 120:
+        return f"{sign}{seconds}s"
+    if seconds < 7200:
+        return f"{sign}{seconds // 60}m"
+    if seconds < 172800:
+        return f"{sign}{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{sign}{seconds // 86400}d"
+
+
+def expires_in(record: TokenRecord, now: float) -> str:
+    if record.expires_at is None:
+        return "never"
+    left = record.expires_at - now
+    return humanize_seconds(left) if left > 0 else "expired"
+
+
+def when(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(ts))
+
+
+def describe_validity(record: TokenRecord) -> str:
+    if record.expires_at is None:
+        return "does not expire"
+    left = humanize_seconds(record.expires_at - time.time())
+    refresh = "refreshes by itself" if record.renews_itself else "no refresh token"
+    return f"valid for {left}, {refresh}"
+
+
+def print_table(
+    columns: Sequence[str], rows: Sequence[Sequence[str]], *, keep: Sequence[str] = ()
+) -> None:
+    """A rich table on a terminal (columns named in `keep` are never folded or cut: a person
+    types them next; the others fold), tab-separated lines with a header when piped."""
+    if not is_tty():
+        print("\t".join(columns))
+        for row in rows:
+            print("\t".join(row))
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False)
+    for column in columns:
+        if column in keep:
+            table.add_column(column, no_wrap=True, overflow="ignore")
+        else:
+            table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(c) for c in row))
+    console().print(table)

@@ -1,0 +1,383 @@
+"""`create` and `reauthorize`: the sign-in as a person sees it.
+
+The interactive `create` never throws away what was typed: a taken name, an unknown service or
+an out-of-range scope number is asked again; required service parameters are asked right after
+the service; an empty client secret means a public client. The secret store is checked before
+anything is asked, so a consent is never given for tokens that could not be kept.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from oauthtok.cli import app, output
+from oauthtok.cli.options import (
+    FlowOption,
+    Name,
+    NoBrowser,
+    Params,
+    Scopes,
+    SecretStdin,
+    ServiceName,
+    Timeout,
+)
+from oauthtok.cli.output import console, describe_validity, say
+from oauthtok.errors import Cancelled, UsageError, command
+from oauthtok.models import DEFAULT_AUTH_TIMEOUT, Flow
+
+if TYPE_CHECKING:
+    from oauthtok.manager import TokenManager
+    from oauthtok.models import Service
+    from oauthtok.oauth import DeviceAuthorization
+
+MAX_SECRET_TRIES = 3
+SECRET_ENV = "OAUTHTOK_CLIENT_SECRET"
+
+
+# -- asking ------------------------------------------------------------------------------------
+
+
+def ask(label: str, default: str | None = None) -> str:
+    if not output.can_prompt():
+        raise UsageError(f"missing {label} (no terminal to ask on)")
+    while True:
+        answer = str(typer.prompt(label[:1].upper() + label[1:], default=default, err=True))
+        if answer.strip():
+            return answer.strip()
+
+
+def read_client_secret(from_stdin: bool) -> str | None:
+    """The secret from stdin (one line) or OAUTHTOK_CLIENT_SECRET, else None (ask).
+
+    The variable is removed from the environment once read: the browser and any other child
+    never inherit it.
+    """
+    from_env = os.environ.pop(SECRET_ENV, None)
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise UsageError("--client-secret-stdin: stdin gave no secret")
+        return line
+    return from_env or None
+
+
+def prompt_secret(allow_public: bool) -> str | None:
+    """Hidden, asked twice, must match; three misses → exit 2. With `allow_public`, an empty
+    first answer means a public client (None)."""
+    if not output.can_prompt():
+        raise UsageError(
+            f"no client secret: pipe it with --client-secret-stdin, set {SECRET_ENV}, "
+            "or use --public for a public client"
+        )
+    label = "Client secret (hidden" + ("; empty for a public client)" if allow_public else ")")
+    for attempt in range(1, MAX_SECRET_TRIES + 1):
+        first = typer.prompt(label, hide_input=True, err=True, default="", show_default=False)
+        if not first.strip() and allow_public:
+            say("No client secret: signing in as a public client (PKCE only).")
+            return None
+        if not first.strip():
+            say("The secret is empty; this flow needs one.")
+            continue
+        second = typer.prompt("Client secret (again)", hide_input=True, err=True)
+        if first == second:
+            return str(first)
+        left = MAX_SECRET_TRIES - attempt
+        if left:
+            say(f"The entries do not match; try again ({left} left).")
+    raise UsageError("the client secrets did not match; nothing was saved")
+
+
+def choose_name(manager: TokenManager, given: str | None) -> str:
+    """The name, asked again on a terminal while it is invalid or taken."""
+    name = given if given is not None else ask("token name")
+    while True:
+        try:
+            manager.check_new_name(name)
+            return name
+        except UsageError as exc:
+            if not output.can_prompt():
+                raise
+            say(f"{exc}.")
+            name = ask("token name")
+
+
+def choose_service() -> Service:
+    from oauthtok.catalog import closest_service, load_catalog
+
+    catalog = load_catalog()
+    if not output.can_prompt():
+        raise UsageError(f"missing --service (one of: {', '.join(catalog)})")
+    names = list(catalog)
+    for i, (name, service) in enumerate(catalog.items(), 1):
+        say(f"  {i:>2}. {name:<12} {service.title}")
+    while True:
+        choice = ask("service (name or number)")
+        if choice.isdigit() and 1 <= int(choice) <= len(names):
+            return catalog[names[int(choice) - 1]]
+        close = closest_service(choice, catalog)
+        if close is not None and close.casefold() == choice.casefold():
+            return catalog[close]
+        hint = f"did you mean {close!r}? " if close else ""
+        say(f"No service {choice!r}; {hint}choose a name or a number from the list.")
+
+
+def ask_params(service: Service, params: dict[str, str]) -> dict[str, str]:
+    """Required parameters (no default in the catalog) are asked right after the service."""
+    from oauthtok.catalog import required_params
+
+    for key in required_params(service):
+        if not params.get(key):
+            if not output.can_prompt():
+                raise UsageError(f"service {service.name!r} needs --param {key}=VALUE")
+            params[key] = ask(f"{key} (--param {key}=…)")
+    return params
+
+
+def choose_scopes(service: Service) -> tuple[str, ...]:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from oauthtok.scopes import closest_scope, split_scopes
+
+    if not output.can_prompt():
+        if service.default_scopes:
+            return service.default_scopes
+        raise UsageError("missing --scopes (no terminal to ask on)")
+    names = list(service.scopes)
+    table = Table("#", "SCOPE", "WHAT IT ALLOWS", show_edge=False, pad_edge=False)
+    table.columns[1].overflow = "fold"
+    table.columns[2].overflow = "fold"
+    for i, scope in enumerate(names, 1):
+        table.add_row(str(i), escape(scope), escape(service.scopes[scope]))
+    console(stderr=True).print(table)
+    default = " ".join(service.default_scopes) or None
+    while True:
+        answer = ask("scopes (numbers or names, separated by spaces or commas)", default)
+        chosen: list[str] = []
+        problem = None
+        for item in split_scopes(answer):
+            if item.isdigit():
+                if not 1 <= int(item) <= len(names):
+                    problem = f"there is no scope number {item} (1-{len(names)})"
+                    break
+                chosen.append(names[int(item) - 1])
+            elif names and item not in service.scopes:
+                near = closest_scope(service, item)
+                hint = f" (did you mean {near!r}?)" if near else ""
+                say(f"{item!r} is not in the {service.name} catalog{hint}.")
+                if not typer.confirm(f"Ask for {item!r} anyway?", default=False, err=True):
+                    problem = "choose again"
+                    break
+                chosen.append(item)
+            else:
+                chosen.append(item)
+        if problem is None and chosen:
+            return tuple(dict.fromkeys(chosen))
+        say(f"{problem or 'no scopes chosen'}; try again.")
+
+
+def advise_scopes(service: Service, chosen: tuple[str, ...], app_only: bool) -> tuple[str, ...]:
+    """Warn about scopes not in the catalog; offer the refresh scope when it is missing."""
+    from oauthtok.scopes import advise
+
+    if not chosen:
+        raise UsageError(f"no scopes given; `oauthtok show-help {service.name}` lists them")
+    advice = advise(service, chosen, app_only=app_only)
+    for scope, near in advice.unknown:
+        hint = f" (closest: {near})" if near else ""
+        say(f"warning: scope {scope!r} is not in the {service.name} catalog{hint}; asking for it")
+    refresh = advice.missing_refresh_scope
+    if refresh:
+        say(f"warning: without {refresh!r} the token will not refresh and stops working at expiry")
+        if output.can_prompt() and typer.confirm(f"Add {refresh!r}?", default=True, err=True):
+            chosen = (refresh, *chosen)
+    return chosen
+
+
+# -- showing the sign-in -----------------------------------------------------------------------
+
+
+class ConsoleSignIn:
+    """The sign-in as a person sees it: URL or code on stderr, browser, spinner, paste."""
+
+    def __init__(self, open_browser: bool) -> None:
+        self.open_browser = open_browser
+        self._status: Any = None
+
+    def authorization_url(self, url: str, paste: Callable[[str], bool] | None) -> None:
+        say("Open this URL in a browser to sign in:")
+        say(f"  {url}")
+        if paste is not None:
+            from urllib.parse import parse_qs, urlsplit
+
+            redirect = parse_qs(urlsplit(url).query).get("redirect_uri", ["the loopback"])[0]
+            say(
+                f"After you approve, the browser goes to {redirect}… which may fail to load: "
+                "copy that whole address from the address bar, paste it here and press Enter. "
+                "(oauthtok listens there too: an SSH port forward to it works as well.)"
+            )
+            threading.Thread(target=self._read_pastes, args=(paste,), daemon=True).start()
+            return
+        if self.open_browser:
+            import webbrowser
+
+            # a browser command may wait for the window: never block the listener on it
+            threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+        self._spin("Waiting for the browser (Ctrl-C to cancel)…")
+
+    def _read_pastes(self, paste: Callable[[str], bool]) -> None:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            if paste(line):
+                return
+            say("That is not the answer to this sign-in (wrong or missing state); paste the "
+                "whole address of the page the browser was sent to.")  # fmt: skip
+
+    def device_code(self, device: DeviceAuthorization) -> None:
+        say(f"To sign in, open {device.verification_uri} on any device and enter the code:")
+        say(f"  {device.user_code}")
+        if device.verification_uri_complete:
+            say(f"(or open {device.verification_uri_complete})")
+        self._spin("Waiting for approval (Ctrl-C to cancel)…")
+
+    def notice(self, message: str) -> None:
+        say(message)
+
+    def _spin(self, text: str) -> None:
+        if sys.stderr.isatty():
+            self._status = console(stderr=True).status(text)
+            self._status.start()
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+def run_sign_in(action: Callable[[ConsoleSignIn], Any], ui: ConsoleSignIn, unchanged: str) -> Any:
+    """Run a sign-in; Ctrl-C says what was kept."""
+    try:
+        return action(ui)
+    except KeyboardInterrupt:
+        ui.stop()
+        raise Cancelled(f"cancelled; {unchanged}") from None
+    finally:
+        ui.stop()
+
+
+# -- the commands ------------------------------------------------------------------------------
+
+
+@app.command("create")
+def create_command(
+    name: Annotated[
+        str | None, typer.Argument(help="Friendly name scripts will use (asked when missing).")
+    ] = None,
+    service: ServiceName = None,
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", metavar="ID", help="The app's client id.")
+    ] = None,
+    scopes: Scopes = None,
+    param: Params = None,
+    client_secret_stdin: SecretStdin = False,
+    public: Annotated[
+        bool, typer.Option("--public", help="Public client: no secret, PKCE only.")
+    ] = False,
+    timeout: Timeout = DEFAULT_AUTH_TIMEOUT,
+    no_browser: NoBrowser = False,
+    flow: FlowOption = None,
+) -> None:
+    """Sign in with a service and store the tokens under NAME.
+
+    Anything missing is asked on a terminal. The client secret comes from a hidden prompt
+    (asked twice; empty means a public client), from one line of stdin with
+    --client-secret-stdin, or from OAUTHTOK_CLIENT_SECRET; never from the command line.
+    """
+    from oauthtok.catalog import get_service, load_catalog, parse_params
+    from oauthtok.manager import NewToken, TokenManager, browser_available
+    from oauthtok.scopes import split_scopes
+
+    if public and client_secret_stdin:
+        raise UsageError("--public and --client-secret-stdin do not go together")
+    chosen_flow = flow or Flow.BROWSER
+    secret = None if public else read_client_secret(client_secret_stdin)
+    manager = TokenManager()
+    try:
+        manager.store.check_available()  # before anything is asked or opened
+        new_name = choose_name(manager, name)
+        entry = get_service(service, load_catalog()) if service else choose_service()
+        params = ask_params(entry, parse_params(param or []))
+        new_client_id = client_id if client_id is not None else ask("client id")
+        if not public and secret is None:
+            secret = prompt_secret(allow_public=chosen_flow != Flow.CLIENT_CREDENTIALS)
+            public = secret is None
+        asked = split_scopes(scopes) if scopes is not None else choose_scopes(entry)
+        asked = advise_scopes(entry, asked, app_only=chosen_flow == Flow.CLIENT_CREDENTIALS)
+    except (KeyboardInterrupt, typer.Abort):
+        raise Cancelled() from None  # nothing could have been saved yet
+    new = NewToken(new_name, entry, new_client_id, secret, asked, params, public, chosen_flow)
+    record = run_sign_in(
+        lambda ui: manager.create(new, ui, timeout=timeout, browser_ok=browser_available()),
+        ConsoleSignIn(open_browser=not no_browser),
+        "nothing was saved",
+    )
+    say(f"Saved token {record.name!r} ({describe_validity(record)}).")
+    if record.missing_scopes:
+        say(f"warning: the provider did not grant: {' '.join(record.missing_scopes)}")
+    say(f"Use it with: {command('token', record.name)}")
+
+
+@app.command("reauthorize")
+def reauthorize_command(
+    name: Name,
+    client_secret_stdin: SecretStdin = False,
+    scopes: Scopes = None,
+    add_scope: Annotated[
+        list[str] | None,
+        typer.Option("--add-scope", "-a", metavar="SCOPE", help="Ask for this scope too."),
+    ] = None,
+    remove_scope: Annotated[
+        list[str] | None,
+        typer.Option("--remove-scope", "-r", metavar="SCOPE", help="Stop asking for it."),
+    ] = None,
+    timeout: Timeout = DEFAULT_AUTH_TIMEOUT,
+    no_browser: NoBrowser = False,
+    flow: FlowOption = None,
+) -> None:
+    """Consent again with the stored service and client (and the flow it was created with).
+
+    --scopes replaces the scopes, --add-scope/--remove-scope change them; the old tokens stay
+    until the new consent succeeds.
+    """
+    from oauthtok.manager import TokenManager, browser_available
+    from oauthtok.scopes import split_scopes
+
+    manager = TokenManager()
+    record = manager.store.get(name)
+    new_scopes = None
+    if scopes is not None or add_scope or remove_scope:
+        base = split_scopes(scopes) if scopes is not None else record.scopes
+        drop = set(remove_scope or ())
+        unknown = sorted(drop - set(base))
+        if unknown:
+            raise UsageError(f"{record.name!r} does not ask for {unknown[0]!r}")
+        new_scopes = tuple(dict.fromkeys(s for s in (*base, *(add_scope or ())) if s not in drop))
+    secret = read_client_secret(client_secret_stdin)
+    outcome = run_sign_in(
+        lambda ui: manager.reauthorize(
+            record.name, ui, timeout=timeout, client_secret=secret, flow=flow,
+            browser_ok=browser_available(), new_scopes=new_scopes,
+        ),
+        ConsoleSignIn(open_browser=not no_browser),
+        f"the stored tokens of {record.name!r} are unchanged",
+    )  # fmt: skip
+    say(f"Reauthorized {outcome.name!r} ({describe_validity(outcome)}).")
+    if outcome.missing_scopes:
+        say(f"warning: the provider did not grant: {' '.join(outcome.missing_scopes)}")

@@ -1,0 +1,116 @@
+"""What the `token` fast path and the full program must agree on, in one place.
+
+Both `fastpath` (no Typer, rich, httpx or keyring) and the full CLI import this module, so it is
+stdlib only and cheap to import. A differential test holds the two parsers of `oauthtok token`
+equal; everything else they share (formats, the default `--min-valid`, rendering, the "is due"
+rule, the scope fallback, the Secret Service item schema and the collection searched) is defined
+here once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from enum import StrEnum
+
+
+class Format(StrEnum):
+    """`oauthtok token --format`."""
+
+    RAW = "raw"
+    HEADER = "header"
+    JSON = "json"
+
+
+DEFAULT_FORMAT = Format.RAW
+#: seconds a handed-out token must stay valid; sooner than that it is refreshed first
+DEFAULT_MIN_VALID = 60.0
+
+# -- the Secret Service item schema ----------------------------------------------------------
+# Items are exactly what keyring's own Secret Service backend writes, so `keyring get oauthtok
+# ID` and `secret-tool lookup service oauthtok username ID` find them.
+
+#: keyring calls this the "service" of an entry; it is the namespace of all oauthtok secrets
+SECRET_NAMESPACE = "oauthtok"
+#: the `application` attribute keyring writes
+ITEM_APPLICATION = "Python keyring library"
+#: the Secret Service collection both readers search (and the writer writes to)
+COLLECTION_ALIAS = "default"
+#: an entry too large for a capped backend holds this header plus the number of chunks
+CHUNK_HEADER = "oauthtok-chunks:"
+
+
+def item_attributes(key: str) -> dict[str, str]:
+    """The attributes an entry is searched by (the writer adds `application`)."""
+    return {"service": SECRET_NAMESPACE, "username": key}
+
+
+def item_label(key: str) -> str:
+    return f"Password for '{key}' on '{SECRET_NAMESPACE}'"
+
+
+def chunk_key(key: str, index: int) -> str:
+    return f"{key}/{index}"
+
+
+def chunk_count(value: str) -> int | None:
+    """The number of chunks an entry's value announces, or None for an ordinary value."""
+    if not value.startswith(CHUNK_HEADER):
+        return None
+    return int(value[len(CHUNK_HEADER) :])
+
+
+# -- the rules ----------------------------------------------------------------------------------
+
+
+def parse_min_valid(text: str) -> float:
+    """`--min-valid SECONDS`: a finite number >= 0. ValueError otherwise."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(text)
+    return value
+
+
+def is_due(expires_at: float | None, min_valid: float, now: float) -> bool:
+    """True when a token expiring at `expires_at` must be renewed before it is handed out."""
+    return expires_at is not None and expires_at - now <= min_valid
+
+
+def shown_scopes(granted: Sequence[str] | None, asked: Sequence[str]) -> list[str]:
+    """The scopes to report: what the provider granted, or what was asked when it did not say."""
+    return list(granted if granted else asked)
+
+
+def bearer_kind(token_type: str | None) -> str:
+    kind = token_type or "Bearer"
+    return "Bearer" if kind.lower() == "bearer" else kind
+
+
+def render_token(
+    access_token: str,
+    token_type: str | None,
+    expires_at: float | None,
+    scopes: Sequence[str],
+    fmt: Format,
+) -> str:
+    """The text `oauthtok token` prints (without the newline)."""
+    kind = bearer_kind(token_type)
+    if fmt is Format.HEADER:
+        return f"Authorization: {kind} {access_token}"
+    if fmt is Format.JSON:
+        import json
+
+        return json.dumps(
+            {
+                "access_token": access_token,
+                "token_type": kind,
+                "expires_at": None if expires_at is None else int(expires_at),
+                "scopes": list(scopes),
+            }
+        )
+    return access_token
+
+
+def error_line(message: str) -> str:
+    """How every expected failure is reported on stderr."""
+    return f"oauthtok: error: {message}"

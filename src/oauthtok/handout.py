@@ -1,0 +1,37 @@
+"""Handing out a token: the `oauthtok token` use case, shared by the fast path (for a token
+that is due) and by Typer's `token` command, so that both print the same thing.
+
+No Typer or rich: a refresh pays only for what it needs (the store, the protocol, httpx).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from oauthtok import contract
+from oauthtok.errors import report
+
+
+def token_text(name: str, fmt: contract.Format, min_valid: float) -> str:
+    """The rendered token, refreshed first when it expires within `min_valid` seconds."""
+    from oauthtok.manager import TokenManager
+
+    outcome = TokenManager().valid_token(name, min_valid=min_valid)
+    record, tokens = outcome.record, outcome.tokens
+    scopes = contract.shown_scopes(record.granted_scopes, record.scopes)
+    return contract.render_token(
+        tokens.access_token, tokens.token_type, tokens.expires_at, scopes, fmt
+    )
+
+
+def main(name: str, fmt: contract.Format, min_valid: float) -> int:
+    """Print the token; the exit code (errors reported as the CLI reports them)."""
+    try:
+        text = token_text(name, fmt, min_valid)
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BaseException as exc:
+        if isinstance(exc, SystemExit):
+            raise
+        return report(exc)
+    return 0

@@ -1,0 +1,592 @@
+"""The use cases: create, reauthorize, hand out a valid token, refresh, delete.
+
+`TokenManager` ties the store, the catalog and the protocol together and words every outcome
+for the person: the protocol (`oauth`) raises neutral errors carrying the provider's fields,
+and this module decides what they mean (a rejected grant needs a new consent, exit 4; a passing
+failure changes nothing, exit 6; a refused sign-in, exit 5) and what to do next.
+
+Refreshing is single-flight across processes: take the token's lock, read the secrets again,
+refresh only if still due, save the new secrets (the rotated refresh token first of all), then
+hand out. No typer or rich here: a library user can call these too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
+
+from oauthtok import contract, oauth, scopes
+from oauthtok.errors import (
+    AuthorizationFailed,
+    OauthtokError,
+    ProviderError,
+    ReauthorizationRequired,
+    UsageError,
+    command,
+)
+from oauthtok.models import (
+    DEFAULT_AUTH_TIMEOUT,
+    Endpoints,
+    Flow,
+    Service,
+    TokenAuth,
+    TokenRecord,
+    TokenSet,
+)
+from oauthtok.store import TokenStore, new_token_id, validate_name
+
+if TYPE_CHECKING:
+    import httpx
+
+
+class SignInUI(Protocol):
+    """What a sign-in shows the person; the CLI implements it."""
+
+    def authorization_url(self, url: str, paste: Callable[[str], bool] | None) -> None:
+        """Show (and, without `paste`, open) the URL. With `paste`, the person may paste the
+        redirect URL: `paste(text)` is True when it was accepted."""
+
+    def device_code(self, device: oauth.DeviceAuthorization) -> None:
+        """Show the verification URI and the user code."""
+
+    def notice(self, message: str) -> None:
+        """A message, e.g. which flow is used instead of the browser."""
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """What `create` needs; `client_secret` is None for a public client."""
+
+    name: str
+    service: Service
+    client_id: str
+    client_secret: str | None
+    scopes: tuple[str, ...]
+    params: dict[str, str]
+    public: bool = False
+    flow: Flow = Flow.BROWSER
+
+    def __repr__(self) -> str:
+        return f"NewToken(name={self.name!r}, service={self.service.name!r})"
+
+
+@dataclass(frozen=True)
+class RefreshOutcome:
+    record: TokenRecord
+    tokens: TokenSet
+    refreshed: bool
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    """One token's line in `refresh NAME… | --all`."""
+
+    record: TokenRecord
+    outcome: RefreshOutcome | None = None
+    error: OauthtokError | None = None
+    #: nothing to do: the token does not expire and has no refresh token
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class DeleteOutcome:
+    record: TokenRecord
+    revoked: bool
+    warning: str | None = None
+
+
+def browser_available() -> bool:
+    """False where a browser cannot be opened: an SSH session, or no display on Linux."""
+    if os.environ.get("BROWSER"):
+        return True
+    if os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_TTY"):
+        return False
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def redirect_query(text: str) -> str:
+    """The query string of a pasted redirect URL (or of a pasted query string)."""
+    text = text.strip()
+    if "?" in text:
+        return urlsplit(text).query
+    return text.split("#", 1)[0]
+
+
+def choose_flow(
+    requested: Flow,
+    endpoints: Endpoints,
+    browser_ok: bool,
+    ui: SignInUI,
+    headless: Flow | None = None,
+) -> Flow:
+    """The flow to use: the requested one, or a fallback that can work here (said so).
+
+    Without a browser, the catalog's `headless_flow` wins; otherwise device where the service
+    has a device endpoint, else paste.
+    """
+    has_device = bool(endpoints.device_authorization_url)
+    if requested in (Flow.BROWSER, Flow.PASTE) and not endpoints.authorize_url:
+        if not has_device:
+            raise UsageError("this service has no authorization endpoint; use --flow device")
+        ui.notice("This service has no browser sign-in: using the device code flow.")
+        return Flow.DEVICE
+    if requested == Flow.DEVICE and not has_device:
+        raise UsageError("this service has no device authorization endpoint; use --flow paste")
+    if requested == Flow.BROWSER and not browser_ok:
+        fallback = headless or (Flow.DEVICE if has_device else Flow.PASTE)
+        if fallback == Flow.DEVICE and not has_device:
+            fallback = Flow.PASTE
+        how = (
+            "enter a code on any device's browser"
+            if fallback == Flow.DEVICE
+            else "open the URL in any browser, then paste the address it was sent to"
+        )
+        ui.notice(f"No browser can be opened here (SSH session or no display): {how}.")
+        return fallback
+    return requested
+
+
+# -- wording what the provider said -------------------------------------------------------------
+
+
+def _hint(service: Service | None, exc: oauth.OAuthError, auth: TokenAuth, name: str) -> str:
+    """The catalog's advice for this error (`error_hints`), if any. A key matches the error
+    code or a whole word of the description (`AADSTS50011`); a `KEY/public` variant replaces
+    the advice for public clients (never suggest --public to someone who used it)."""
+    if service is None:
+        return ""
+    text = f"{exc.error} {exc.description or ''}"
+    for key, hint in service.error_hints.items():
+        if "/" in key:
+            continue
+        if exc.error == key or re.search(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![0-9])", text):
+            if auth == TokenAuth.NONE:
+                hint = service.error_hints.get(f"{key}/public", hint)
+            return " — " + hint.replace("{name}", shlex.quote(name))
+    return ""
+
+
+def _catalog_service(name: str) -> Service | None:
+    """The catalog entry a stored token came from, for wording only (never required)."""
+    try:
+        from oauthtok.catalog import load_catalog
+
+        return load_catalog().get(name)
+    except OauthtokError:
+        return None
+
+
+def sign_in_failure(
+    exc: oauth.OAuthError, what: str, service: Service | None, auth: TokenAuth, name: str
+) -> AuthorizationFailed:
+    detail = f"{exc}{_hint(service, exc, auth, name)}"
+    hint = ""
+    if exc.error in ("invalid_client", "incorrect_client_credentials", "unauthorized_client"):
+        hint = (
+            "; check the client id and secret"
+            f" (`{command('reauthorize', name)} --client-secret-stdin` for a stored token)"
+            if auth != TokenAuth.NONE
+            else "; check the client id"
+        )
+    elif exc.error == "http_404" and what == "the device authorization":
+        hint = "; the service has no device flow here: use --flow paste"
+    return AuthorizationFailed(f"the provider refused {what}: {detail}{hint}")
+
+
+def renewal_failure(
+    exc: oauth.OAuthError, record: TokenRecord, service: Service | None
+) -> OauthtokError:
+    detail = f"{exc}{_hint(service, exc, record.token_auth, record.name)}"
+    fix = f"`{command('reauthorize', record.name)}`"
+    if exc.rejected:
+        secret = exc.error in ("invalid_client", "incorrect_client_credentials")
+        extra = (
+            " --client-secret-stdin" if secret and record.token_auth != TokenAuth.NONE else ""
+        )
+        if extra:
+            fix = f"`{command('reauthorize', record.name)}{extra}` (the client secret changed?)"
+        return ReauthorizationRequired(
+            f"the provider rejected the renewal of {record.name!r} ({detail}); run {fix}"
+        )
+    return ProviderError(
+        f"the provider failed to renew {record.name!r} ({detail}); retry later, "
+        "the stored tokens are unchanged"
+    )
+
+
+class TokenManager:
+    """The application: a store, and a way to make HTTP clients."""
+
+    def __init__(
+        self,
+        store: TokenStore | None = None,
+        http_client: Callable[[], httpx.Client] = oauth.new_http_client,
+    ) -> None:
+        self.store = store or TokenStore()
+        self._http_client = http_client
+
+    # -- signing in -------------------------------------------------------------------------
+    def check_new_name(self, name: str) -> None:
+        """Refuse a bad or taken name before any browser opens."""
+        validate_name(name)
+        existing = self.store.find(name)
+        if existing is not None:
+            raise UsageError(
+                f"a token named {existing.name!r} exists already; choose another name, or "
+                f"`{command('reauthorize', existing.name)}`"
+            )
+
+    def create(
+        self,
+        new: NewToken,
+        ui: SignInUI,
+        timeout: float = DEFAULT_AUTH_TIMEOUT,
+        browser_ok: bool = True,
+    ) -> TokenRecord:
+        self.check_new_name(new.name)
+        if not new.client_id.strip():
+            raise UsageError("the client id may not be empty")
+        from oauthtok.catalog import resolve_endpoints, resolve_params
+
+        params = resolve_params(new.service, new.params)
+        token_auth = TokenAuth.NONE if new.public else new.service.token_auth
+        if token_auth != TokenAuth.NONE and not new.client_secret:
+            raise UsageError("a client secret is needed (or use --public for a public client)")
+        if new.flow == Flow.CLIENT_CREDENTIALS and new.public:
+            raise UsageError("the client credentials flow needs a client secret, not --public")
+        self.store.check_available()  # before any consent whose tokens could not be kept
+        auth = oauth.ClientAuth(new.client_id, new.client_secret if not new.public else None,
+                                token_auth)  # fmt: skip
+        with self._http_client() as client:
+            endpoints = resolve_endpoints(new.service, params, client)
+            flow = choose_flow(new.flow, endpoints, browser_ok, ui, new.service.headless_flow)
+            grant = self._sign_in(
+                client, flow, endpoints, auth, new.scopes, new.service.redirect_uri,
+                new.service.authorize_params, ui, timeout, new.service, new.name,
+            )  # fmt: skip
+            now = time.time()
+            record = TokenRecord(
+                id=new_token_id(),
+                name=new.name,
+                service=new.service.name,
+                client_id=new.client_id,
+                endpoints=endpoints,
+                token_auth=token_auth,
+                redirect_uri=new.service.redirect_uri,
+                scopes=new.scopes,
+                granted_scopes=grant.scopes,
+                missing_scopes=self._missing(new.service, new.scopes, grant),
+                params=params,
+                authorize_params=dict(new.service.authorize_params),
+                created_at=now,
+                refreshed_at=now,
+                expires_at=grant.tokens.expires_at,
+                has_refresh_token=grant.tokens.refresh_token is not None,
+                flow=flow,
+            )
+            try:
+                return self.store.add(record, grant.tokens)
+            except BaseException:
+                # the tokens cannot be kept (a name taken meanwhile, the store failed, Ctrl-C):
+                # do not leave a live grant behind at the provider
+                self._revoke_quietly(client, endpoints, auth, grant.tokens)
+                raise
+
+    @staticmethod
+    def _missing(
+        service: Service | None, asked: Sequence[str], grant: oauth.Grant
+    ) -> tuple[str, ...]:
+        return scopes.missing_scopes(
+            service,
+            asked,
+            grant.scopes,
+            got_refresh_token=grant.tokens.refresh_token is not None,
+            got_id_token=grant.tokens.id_token is not None,
+        )
+
+    def reauthorize(
+        self,
+        name: str,
+        ui: SignInUI,
+        timeout: float = DEFAULT_AUTH_TIMEOUT,
+        client_secret: str | None = None,
+        flow: Flow | None = None,
+        browser_ok: bool = True,
+        new_scopes: tuple[str, ...] | None = None,
+    ) -> TokenRecord:
+        """Consent again with the stored service and client (and the stored scopes, or
+        `new_scopes`); the old tokens are replaced only on success."""
+        record = self.store.get(name)
+        secret = client_secret
+        if secret is None and record.token_auth != TokenAuth.NONE:
+            try:
+                secret = self.store.read_tokens(record).client_secret
+            except ReauthorizationRequired:
+                secret = None
+            if not secret:
+                raise UsageError(
+                    f"the client secret of {record.name!r} is not in the keyring; give it with "
+                    "--client-secret-stdin or OAUTHTOK_CLIENT_SECRET"
+                )
+        asked = record.scopes if new_scopes is None else new_scopes
+        if not asked:
+            raise UsageError("no scopes left to ask for")
+        service = _catalog_service(record.service)
+        auth = oauth.ClientAuth(record.client_id, secret, record.token_auth)
+        headless = service.headless_flow if service else None
+        chosen = choose_flow(flow or record.flow, record.endpoints, browser_ok, ui, headless)
+        with self._http_client() as client:
+            grant = self._sign_in(
+                client, chosen, record.endpoints, auth, asked, record.redirect_uri,
+                record.authorize_params, ui, timeout, service, record.name,
+            )  # fmt: skip
+        tokens = grant.tokens
+        if tokens.client_secret is None and secret is not None:
+            tokens = tokens.evolve(client_secret=secret)
+        return self.store.save_tokens(
+            record,
+            tokens,
+            scopes=asked,
+            granted_scopes=grant.scopes,
+            missing_scopes=self._missing(service, asked, grant),
+            refreshed_at=time.time(),
+            expires_at=tokens.expires_at,
+            has_refresh_token=tokens.refresh_token is not None,
+            needs_reauth=False,
+            flow=chosen,
+        )
+
+    def _sign_in(
+        self,
+        client: httpx.Client,
+        flow: Flow,
+        endpoints: Endpoints,
+        auth: oauth.ClientAuth,
+        asked: tuple[str, ...],
+        redirect_uri: str,
+        authorize_params: dict[str, str],
+        ui: SignInUI,
+        timeout: float,
+        service: Service | None,
+        name: str,
+    ) -> oauth.Grant:
+        what = "the authorization code"
+        try:
+            if flow == Flow.CLIENT_CREDENTIALS:
+                what = "the client credentials"
+                return oauth.client_credentials(client, endpoints, auth, scopes=asked)
+            if flow == Flow.DEVICE:
+                what = "the device authorization"
+                device = oauth.start_device_authorization(client, endpoints, auth, scopes=asked)
+                ui.device_code(device)
+                what = "the device sign-in"
+                try:
+                    return oauth.poll_device_token(client, endpoints, auth, device, timeout=timeout)
+                except oauth.DeviceCodeExpired:
+                    raise AuthorizationFailed(
+                        "the code was not approved in time; run the command again "
+                        "(or raise --timeout)"
+                    ) from None
+            return self._code_flow(
+                client, flow, endpoints, auth, asked, redirect_uri, authorize_params, ui, timeout
+            )
+        except oauth.OAuthError as exc:
+            if exc.error == "access_denied":
+                raise AuthorizationFailed(f"the sign-in was denied ({exc})") from None
+            if exc.error == "expired_token":
+                raise AuthorizationFailed(
+                    "the code expired before it was approved; run the command again"
+                ) from None
+            raise sign_in_failure(exc, what, service, auth.method, name) from None
+        except ProviderError as exc:
+            raise ProviderError(f"{exc}; check the network and retry (nothing was saved)") from None
+
+    def _code_flow(
+        self,
+        client: httpx.Client,
+        flow: Flow,
+        endpoints: Endpoints,
+        auth: oauth.ClientAuth,
+        asked: tuple[str, ...],
+        redirect_uri: str,
+        authorize_params: dict[str, str],
+        ui: SignInUI,
+        timeout: float,
+    ) -> oauth.Grant:
+        from oauthtok.loopback import LoopbackListener
+
+        with LoopbackListener(redirect_uri) as listener:
+            request = oauth.start_authorization(
+                endpoints, auth.client_id, asked, listener.redirect_uri, authorize_params
+            )
+            listener.state = request.state
+
+            def paste(text: str) -> bool:
+                return listener.offer(redirect_query(text)) is not None
+
+            ui.authorization_url(request.url, paste if flow == Flow.PASTE else None)
+            callback = listener.wait(timeout)
+        if callback.error:
+            raise oauth.OAuthError(callback.error, callback.error_description)
+        assert callback.code is not None
+        return oauth.exchange_code(client, endpoints, auth, code=callback.code, request=request)
+
+    # -- handing out and refreshing ---------------------------------------------------------
+    def valid_token(
+        self, name: str, min_valid: float = contract.DEFAULT_MIN_VALID
+    ) -> RefreshOutcome:
+        """A token valid for at least `min_valid` seconds, refreshed first when needed."""
+        record = self.store.get(name)
+        tokens = self.store.read_tokens(record)
+        if not contract.is_due(tokens.expires_at, min_valid, time.time()):
+            return RefreshOutcome(record, tokens, refreshed=False)
+        return self.refresh(record, min_valid=min_valid)
+
+    def refresh(
+        self,
+        record: TokenRecord,
+        *,
+        force: bool = False,
+        min_valid: float = contract.DEFAULT_MIN_VALID,
+    ) -> RefreshOutcome:
+        with self.store.token_lock(record):
+            # another process may have refreshed (or deleted it) while we waited for the lock
+            record = self.store.get_by_id(record.id, record.name)
+            tokens = self.store.read_tokens(record)
+            if not force and not contract.is_due(tokens.expires_at, min_valid, time.time()):
+                return RefreshOutcome(record, tokens, refreshed=False)
+            app_only = record.flow == Flow.CLIENT_CREDENTIALS
+            if not tokens.refresh_token and not app_only:
+                raise ReauthorizationRequired(
+                    f"token {record.name!r} is due for refresh but has no refresh token (for "
+                    "Microsoft ask for offline_access); run "
+                    f"`{command('reauthorize', record.name)}`"
+                )
+            auth = oauth.ClientAuth(record.client_id, tokens.client_secret, record.token_auth)
+            try:
+                with self._http_client() as client:
+                    grant = self._renew(client, record, tokens, auth)
+            except oauth.OAuthError as exc:
+                error = renewal_failure(exc, record, _catalog_service(record.service))
+                if isinstance(error, ReauthorizationRequired):
+                    self.store.update(record, needs_reauth=True)
+                raise error from None
+            except ProviderError as exc:
+                raise ProviderError(
+                    f"cannot renew {record.name!r}: {exc}; check the network and retry (the "
+                    "stored tokens are unchanged)"
+                ) from None
+            new = grant.tokens.evolve(
+                # a reply without a refresh token keeps the old one (RFC 6749 §6)
+                refresh_token=grant.tokens.refresh_token or tokens.refresh_token,
+                client_secret=tokens.client_secret,
+                id_token=grant.tokens.id_token or tokens.id_token,
+            )
+            record = self.store.save_tokens(
+                record,
+                new,
+                expires_at=new.expires_at,
+                refreshed_at=time.time(),
+                has_refresh_token=new.refresh_token is not None,
+                needs_reauth=False,
+                granted_scopes=grant.scopes or record.granted_scopes,
+            )
+            return RefreshOutcome(record, new, refreshed=True)
+
+    def _renew(
+        self,
+        client: httpx.Client,
+        record: TokenRecord,
+        tokens: TokenSet,
+        auth: oauth.ClientAuth,
+    ) -> oauth.Grant:
+        """One renewal request. A refresh asks for the scopes that were granted, never more
+        (RFC 6749 §6), and once more without `scope` when the provider says invalid_scope."""
+        wanted = tuple(s for s in record.scopes if s not in record.missing_scopes)
+        if record.flow == Flow.CLIENT_CREDENTIALS:
+            return oauth.client_credentials(client, record.endpoints, auth, scopes=wanted)
+        assert tokens.refresh_token is not None
+        try:
+            return oauth.refresh(
+                client, record.endpoints, auth, refresh_token=tokens.refresh_token, scopes=wanted
+            )
+        except oauth.OAuthError as exc:
+            if exc.error != "invalid_scope" or not wanted:
+                raise
+            return oauth.refresh(client, record.endpoints, auth, refresh_token=tokens.refresh_token)
+
+    def refresh_many(
+        self, names: Sequence[str], *, force: bool = False, min_valid: float
+    ) -> Iterator[RefreshReport]:
+        """`refresh NAME…` (or every token for no names): one report each, in order; a
+        failure of one token never stops the others."""
+        records = [self.store.get(n) for n in names] if names else self.store.records()
+        for record in records:
+            if record.expires_at is None and not record.renews_itself:
+                yield RefreshReport(record, skipped=True)
+                continue
+            try:
+                yield RefreshReport(record, self.refresh(record, force=force, min_valid=min_valid))
+            except OauthtokError as exc:
+                yield RefreshReport(record, error=exc)
+
+    # -- deleting ---------------------------------------------------------------------------
+    def delete(self, name: str, *, revoke: bool = True) -> DeleteOutcome:
+        """Revoke the grant at the provider when it can (RFC 7009), then delete locally.
+
+        A failed revocation never blocks the local delete; it comes back as a warning.
+        """
+        record = self.store.get(name)
+        revoked, warning = False, None
+        if revoke and not record.endpoints.revocation_url:
+            warning = (
+                f"{record.service} has no revocation endpoint: the grant stays live at the "
+                "provider until you remove the app's access in your account's settings"
+            )
+        elif revoke:
+            try:
+                tokens = self.store.read_tokens(record)
+                auth = oauth.ClientAuth(record.client_id, tokens.client_secret, record.token_auth)
+                with self._http_client() as client:
+                    self._revoke(client, record.endpoints, auth, tokens)
+                revoked = True
+            except (OauthtokError, oauth.OAuthError) as exc:
+                warning = (
+                    f"could not revoke {record.name!r} at the provider ({exc}); the grant may "
+                    "still be live: revoke the app's access in your account settings"
+                )
+        with self.store.token_lock(record):  # not while a refresh of it is writing
+            self.store.delete(record.name)
+        return DeleteOutcome(record, revoked, warning)
+
+    @staticmethod
+    def _revoke(
+        client: httpx.Client, endpoints: Endpoints, auth: oauth.ClientAuth, tokens: TokenSet
+    ) -> None:
+        """The refresh token first: revoking it ends the whole grant at most providers (Google
+        then answers invalid_token for the access token, which is already gone: success)."""
+        first = bool(tokens.refresh_token)
+        if tokens.refresh_token:
+            oauth.revoke(client, endpoints, auth, token=tokens.refresh_token, hint="refresh_token")
+        try:
+            oauth.revoke(client, endpoints, auth, token=tokens.access_token, hint="access_token")
+        except oauth.OAuthError as exc:
+            if not (first and exc.error == "invalid_token"):
+                raise
+
+    def _revoke_quietly(
+        self, client: httpx.Client, endpoints: Endpoints, auth: oauth.ClientAuth, tokens: TokenSet
+    ) -> None:
+        if endpoints.revocation_url:
+            with contextlib.suppress(Exception):
+                self._revoke(client, endpoints, auth, tokens)

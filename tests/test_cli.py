@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -115,7 +116,8 @@ def test_rename_and_delete(store: TokenStore) -> None:
 def test_delete_asks_on_a_terminal(store: TokenStore, interactive: None) -> None:
     store.add(make_record("a"), make_secrets())
     result = runner.invoke(app, ["delete", "a"], input="n\n")
-    assert result.exit_code == 130 and "not deleted" in result.stderr
+    assert result.exit_code == 0 and "Not deleted" in result.stderr  # declining is no error
+    assert [r.name for r in store.records()] == ["a"]
     assert runner.invoke(app, ["delete", "a"], input="y\n").exit_code == 0
     assert store.records() == []
 
@@ -136,11 +138,20 @@ def create_args(*extra: str) -> list[str]:
     return ["create", "n", "--service", "microsoft", "--client-id", "cid", *extra]
 
 
-def test_create_refuses_taken_name_before_asking(store: TokenStore, interactive: None) -> None:
+def test_create_refuses_taken_name_before_asking(store: TokenStore) -> None:
     store.add(make_record("Work"), make_secrets())
     result = runner.invoke(app, ["create", "work", "--service", "microsoft"])
     assert result.exit_code == 2 and "exists already" in result.stderr
     assert "Client secret" not in result.stderr
+
+
+def test_a_taken_name_is_asked_again_on_a_terminal(store: TokenStore, interactive: None) -> None:
+    store.add(make_record("Work"), make_secrets())
+    result = runner.invoke(
+        app, ["create", "work", "--service", "microsoft", "--client-id", "c"], input="other\n"
+    )
+    assert "exists already" in result.stderr and "Token name:" in result.stderr
+    assert "Client secret" in result.stderr  # went on with the new name
 
 
 def test_secret_mismatch_three_times_is_2(store: TokenStore, interactive: None) -> None:
@@ -188,7 +199,8 @@ def test_ctrl_c_at_a_prompt_is_130(
 
     monkeypatch.setattr(typer, "prompt", interrupted)
     result = runner.invoke(app, ["create", "n", "--service", "microsoft"])
-    assert result.exit_code == 130 and "nothing was saved" in result.stderr
+    assert result.exit_code == 130 and "cancelled" in result.stderr
+    assert "nothing was saved" not in result.stderr  # nothing could have been, yet
     assert store.records() == []
 
 
@@ -208,7 +220,7 @@ def test_interactive_create_end_to_end(
         webbrowser, "open", lambda url: subprocess.run([script, url], check=False) and True
     )
     auth_server.add_client("cid", "pw", "client_secret_basic")
-    answers = "my token\ntestidp\ncid\npw\nwrong\npw\npw\n1 mail.sned\ny\n"
+    answers = "my token\ntestidp\ncid\npw\nwrong\npw\npw\n1 mail.sned\ny\ny\n"
     result = runner.invoke(app, ["create", "--timeout", "20"], input=answers)
     assert result.exit_code == 0, result.stderr
     assert "entries do not match" in result.stderr
@@ -240,5 +252,35 @@ def test_suggested_commands_quote_names_for_the_shell(store: TokenStore) -> None
 
 def test_unknown_flow_is_refused_before_anything(store: TokenStore, interactive: None) -> None:
     result = runner.invoke(app, ["create", "n", "--service", "microsoft", "--flow", "magic"])
-    assert result.exit_code == 2 and "--flow must be one of" in result.stderr
+    assert result.exit_code == 2 and "Invalid value for '--flow'" in result.stderr
     assert "Client" not in result.stderr
+
+
+def test_ctrl_c_while_parsing_is_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oauthtok import contract
+
+    def interrupted(text: str) -> float:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(contract, "parse_min_valid", interrupted)
+    result = runner.invoke(app, ["token", "x", "--min-valid", "5"])
+    assert result.exit_code == 130 and result.stderr.strip() == "oauthtok: cancelled"
+
+
+@pytest.mark.parametrize(
+    "args", [["services"], ["services", "--json"], ["--help"], ["token", "-h"], ["--version"]]
+)
+def test_a_closed_pipe_ends_quietly(args: list[str]) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head -0`: nobody reads
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "oauthtok", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")

@@ -29,10 +29,11 @@ def create(
     public: bool = False,
     scopes: str = "offline_access mail.read",
     extra: tuple[str, ...] = (),
+    service: str = "testidp",
 ) -> subprocess.CompletedProcess[str]:
     client_id = f"client-{name}"
     server.add_client(client_id, None if public else SECRET, "none" if public else auth)
-    args = ["create", name, "--service", "testidp", "--client-id", client_id, "--scopes", scopes]
+    args = ["create", name, "--service", service, "--client-id", client_id, "--scopes", scopes]
     if public:
         return run_oauthtok(*args, "--public", *extra)
     env = {}
@@ -320,7 +321,8 @@ def test_cached_token_path_imports_nothing_heavy(auth_server: Any) -> None:
 def test_due_token_takes_the_full_path_with_the_same_answer(auth_server: Any) -> None:
     assert create(auth_server).returncode == 0
     result, modules = imported_modules("token", "work-mail", "--min-valid", "99999")
-    assert result.returncode == 0 and "httpx" in modules and "oauthtok.cli" in modules
+    assert result.returncode == 0 and "httpx" in modules and "oauthtok.handout" in modules
+    assert "typer" not in modules and "rich" not in modules  # a refresh needs no CLI
     assert "secretstorage" in modules and "keyring" not in modules  # no keyring discovery
     assert auth_server.knobs.refresh_requests == 1
 
@@ -330,7 +332,7 @@ def test_refresh_all_reports_each_token(auth_server: Any) -> None:
     assert create(auth_server, name="b").returncode == 0
     still = run_oauthtok("refresh", "--all")
     assert still.returncode == 0
-    assert still.stdout.count("still valid (use --force to refresh)") == 2
+    assert still.stdout == "2 tokens: still valid for more than 60 s (use --force to refresh)\n"
     forced = run_oauthtok("refresh", "--all", "--force")
     assert forced.returncode == 0, forced.stderr
     assert forced.stdout.splitlines()[0].startswith("a: refreshed, valid for")
@@ -344,3 +346,92 @@ def test_refresh_all_reports_each_token(auth_server: Any) -> None:
     assert mixed.returncode == 4
     assert "a: error:" in mixed.stderr and "b: refreshed" in mixed.stdout
     assert run_oauthtok("refresh").returncode == 2  # neither names nor --all
+
+
+# -- the fast path and the full path give the same answers -------------------------------------
+
+SAME_ANSWER = [
+    ["work-mail"],
+    ["work-mail", "--format", "raw"],
+    ["work-mail", "-f", "header"],
+    ["work-mail", "--format=JSON"],
+    ["WORK-MAIL", "-fjson"],
+    ["work-mail", "-f=json"],
+    ["work-mail", "--format", "xml"],
+    ["nope"],
+    ["work-mail", "extra"],
+]
+
+
+def test_same_answer_with_and_without_the_fast_path(auth_server: Any) -> None:
+    assert create(auth_server).returncode == 0
+    for args in SAME_ANSWER:
+        fast = token(*args)
+        full = token(*args, env={"OAUTHTOK_NO_FAST_PATH": "1"})
+        assert (fast.returncode, fast.stdout, fast.stderr) == (
+            full.returncode,
+            full.stdout,
+            full.stderr,
+        ), args
+    assert auth_server.knobs.refresh_requests == 0
+
+
+@pytest.mark.parametrize("fmt", ["raw", "header", "json"])
+def test_every_format_is_answered_by_the_fast_path(auth_server: Any, fmt: str) -> None:
+    assert create(auth_server).returncode == 0
+    result, modules = imported_modules("token", "work-mail", "--format", fmt)
+    assert result.returncode == 0 and "oauthtok.fastpath" in modules
+    assert "oauthtok.handout" not in modules  # answered from the cache, not handed over
+
+
+def test_debug_says_why_the_fast_path_declined(auth_server: Any) -> None:
+    assert create(auth_server).returncode == 0
+    quiet = token("nope")
+    assert "debug" not in quiet.stderr and quiet.returncode == 3
+    loud = token("nope", env={"OAUTHTOK_DEBUG": "1"})
+    assert "oauthtok: debug: fast path declined (LookupError" in loud.stderr
+    assert loud.returncode == 3
+
+
+def test_a_create_that_fails_late_leaves_nothing_behind(auth_server: Any, tmp_path: Path) -> None:
+    """The metadata cannot be written after the consent: no keyring item, no metadata file,
+    no name, and the grant the provider issued is revoked."""
+    data = Path(os.environ["XDG_DATA_HOME"]) / "oauthtok"
+    data.mkdir(parents=True, mode=0o700)
+    (data / "tokens").write_text("")  # a file where the folder of records goes (root can
+    (data / "tokens").chmod(0o600)  # write anywhere, so no permission trick would do)
+    before = keyring_items()  # the private Secret Service is shared by the whole run
+    result = create(auth_server, auth="client_secret_post", service="testfull")
+    assert result.returncode == 8, result.stderr
+    assert "Traceback" not in result.stderr and "cannot write" in result.stderr
+    assert not (data / "names.json").exists()
+    assert keyring_items() == before
+    issued = list(auth_server.tokens.values())
+    assert issued and all(t.revoked for t in issued)
+
+
+def keyring_items() -> list[str]:
+    """Every oauthtok entry in the test's Secret Service."""
+    code = (
+        "import secretstorage\n"
+        "c = secretstorage.get_default_collection(secretstorage.dbus_init())\n"
+        "print('\\n'.join(i.get_attributes()['username'] "
+        "for i in c.search_items({'service': 'oauthtok'})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def test_an_internal_error_is_one_line_and_exit_1(auth_server: Any, tmp_path: Path) -> None:
+    assert create(auth_server).returncode == 0
+    record_dir = Path(os.environ["XDG_DATA_HOME"]) / "oauthtok" / "tokens"
+    (record_path,) = record_dir.glob("*.json")
+    record = json.loads(record_path.read_text())
+    record["expires_at"] = "soon"  # a type the code does not expect: a bug, not a user error
+    record_path.write_text(json.dumps(record))
+    result = run_oauthtok("list")
+    assert result.returncode == 1
+    assert result.stderr.startswith("oauthtok: internal error (TypeError)")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    debug = run_oauthtok("list", env={"OAUTHTOK_DEBUG": "1"})
+    assert debug.returncode == 1 and "Traceback" in debug.stderr

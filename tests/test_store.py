@@ -361,3 +361,27 @@ def test_a_locked_keyring_is_not_retried(memory_keyring: MemoryKeyring) -> None:
     with pytest.raises(StoreError, match="the keyring is locked"):
         SecretStore(memory_keyring).get("k")
     assert calls["n"] == 1
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, OSError])
+def test_add_leaves_nothing_behind_when_a_later_step_fails(
+    tmp_path: Path,
+    memory_keyring: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: type[BaseException],
+) -> None:
+    store = TokenStore(SecretStore(memory_keyring), data_dir=str(tmp_path / "d"))
+    store.add(make_record("kept"), make_secrets())
+    before = dict(memory_keyring.items)
+
+    def names_fail(names: dict[str, str]) -> None:
+        raise failure("the name index cannot be written")
+
+    monkeypatch.setattr(store, "_write_names", names_fail)
+    with pytest.raises((failure, StoreError)):
+        store.add(make_record("lost"), make_secrets())
+    assert memory_keyring.items == before  # the new secret entry was removed again
+    records = list((tmp_path / "d" / "tokens").iterdir())
+    assert len(records) == 1  # only the kept token's metadata
+    monkeypatch.undo()
+    assert [r.name for r in store.records()] == ["kept"]

@@ -30,6 +30,10 @@ _SERVICE = DBusAddress(
 )
 
 
+class ItemMissing(LookupError):
+    """`delete_password` found nothing to delete (keyring's PasswordDeleteError)."""
+
+
 class Unavailable(Exception):
     """The fast reader cannot answer (locked, ambiguous, no default collection): hand over."""
 
@@ -114,5 +118,8 @@ class SecretServiceBackend:
         )
 
     def delete_password(self, namespace: str, key: str) -> None:
-        for item in self._items(namespace, key):
+        items = self._items(namespace, key)
+        if not items:
+            raise ItemMissing(key)
+        for item in items:
             item.delete()

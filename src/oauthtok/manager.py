@@ -210,9 +210,7 @@ def renewal_failure(
     fix = f"`{command('reauthorize', record.name)}`"
     if exc.rejected:
         secret = exc.error in ("invalid_client", "incorrect_client_credentials")
-        extra = (
-            " --client-secret-stdin" if secret and record.token_auth != TokenAuth.NONE else ""
-        )
+        extra = " --client-secret-stdin" if secret and record.token_auth != TokenAuth.NONE else ""
         if extra:
             fix = f"`{command('reauthorize', record.name)}{extra}` (the client secret changed?)"
         return ReauthorizationRequired(
@@ -483,8 +481,7 @@ class TokenManager:
                 raise error from None
             except ProviderError as exc:
                 raise ProviderError(
-                    f"cannot renew {record.name!r}: {exc}; check the network and retry (the "
-                    "stored tokens are unchanged)"
+                    f"cannot renew {record.name!r}: {exc}; retry later (nothing was changed)"
                 ) from None
             new = grant.tokens.evolve(
                 # a reply without a refresh token keeps the old one (RFC 6749 §6)

@@ -420,7 +420,19 @@ def grant_from(body: dict[str, Any], client_secret: str | None) -> Grant:
     return Grant(tokens, scopes)
 
 
+def import_httpx() -> None:
+    """Import httpx without its optional command line (`httpx._main`), which it imports
+    whenever rich and click are installed: ~100 ms of rich, pygments and click for nothing.
+    A None entry in sys.modules makes that one import fail, which httpx expects."""
+    import sys
+
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+        import httpx  # noqa: F401
+
+
 def new_http_client(timeout: float = 30.0) -> httpx.Client:
+    import_httpx()
     import httpx
 
     return httpx.Client(

@@ -111,8 +111,10 @@ def _transient_types() -> tuple[type[BaseException], ...]:
 
 
 def _not_found_types() -> tuple[type[BaseException], ...]:
-    return _loaded_types("keyring.errors", "PasswordDeleteError") + _loaded_types(
-        "secretstorage.exceptions", "ItemNotFoundException"
+    return (
+        *_loaded_types("keyring.errors", "PasswordDeleteError"),
+        *_loaded_types("secretstorage.exceptions", "ItemNotFoundException"),
+        *_loaded_types("oauthtok.freedesktop", "ItemMissing"),
     )
 
 

@@ -37,7 +37,7 @@ class Boundary(TyperGroup):
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().make_context(*args, **kwargs)
-        except KeyboardInterrupt as exc:  # Ctrl-C while parsing
+        except (KeyboardInterrupt, BrokenPipeError) as exc:  # Ctrl-C, or `--help | head -0`
             raise typer.Exit(report(exc)) from None
 
 

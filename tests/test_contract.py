@@ -1,0 +1,91 @@
+"""The fast path and the full CLI agree: the same arguments give the same parameters (or both
+refuse), and the same command line gives the same output, exit code and error."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any
+
+import pytest
+import typer.main
+
+from oauthtok import contract, fastpath
+from oauthtok.cli import app
+
+FORMS = [
+    ["mail"],
+    ["mail", "--format", "json"],
+    ["mail", "--format=json"],
+    ["mail", "-f", "header"],
+    ["mail", "-fheader"],
+    ["mail", "-f=json"],  # click reads "=json": refused by both
+    ["mail", "--format", "JSON"],  # case-insensitive
+    ["mail", "--format", "Raw"],
+    ["mail", "--format", "xml"],
+    ["mail", "--format="],
+    ["mail", "--format"],
+    ["--format", "json", "mail"],
+    ["mail", "--min-valid", "120"],
+    ["mail", "--min-valid=0"],
+    ["mail", "--min-valid", "1e3"],
+    ["mail", "--min-valid", "1_000"],
+    ["mail", "--min-valid", " 5 "],
+    ["mail", "--min-valid", "-1"],
+    ["mail", "--min-valid", "nan"],
+    ["mail", "--min-valid", "inf"],
+    ["mail", "--min-valid", "soon"],
+    ["mail", "--min-valid"],
+    ["mail", "-f", "json", "-f", "raw"],  # the last one wins
+    ["mail", "--min-valid", "5", "--min-valid", "7"],
+    ["--", "mail"],
+    ["--", "-mail"],
+    ["mail", "--"],
+    ["--", "mail", "other"],
+    ["mail", "other"],
+    [],
+    ["-"],
+    ["mail", "--help"],
+    ["mail", "-h"],
+    ["mail", "-x"],
+    ["mail", "--verbose"],
+    ["mail", "--form", "json"],  # click does not complete option prefixes
+    ["mail", "-f"],
+    ["mail", "-f", "--min-valid"],
+    ["work mail", "-f", "json"],
+    ["", "-f", "json"],
+]
+
+
+def typer_parse(args: list[str]) -> tuple[str, contract.Format, float] | str:
+    """What Typer's parser makes of `oauthtok token ARGS`: the parameters, or "refused"."""
+    group: Any = typer.main.get_command(app)
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            ctx = group.make_context("oauthtok", ["token", *args])
+            name, command, rest = group.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
+            sub = command.make_context(name, rest, parent=ctx)
+    except Exception as exc:  # usage errors, and --help (which exits)
+        if type(exc).__module__.startswith("typer."):
+            return "refused"
+        raise
+    params = sub.params
+    return params["name"], params["fmt"], params["min_valid"]
+
+
+@pytest.mark.parametrize("args", FORMS, ids=[" ".join(f) or "(none)" for f in FORMS])
+def test_fast_parser_equals_typer(args: list[str]) -> None:
+    fast = fastpath.parse_args(list(args))
+    full = typer_parse(list(args))
+    if full == "refused":
+        assert fast is None, "the fast path accepts what the CLI refuses"
+    else:
+        assert fast is not None, "the fast path declines a valid form"
+        assert fast.as_tuple() == full
+
+
+def test_every_format_is_a_fast_format() -> None:
+    for fmt in contract.Format:
+        parsed = fastpath.parse_args(["x", "--format", fmt.value])
+        assert parsed is not None and parsed.fmt is fmt

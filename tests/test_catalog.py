@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from oauthtok.catalog import load_catalog, resolve_endpoints, url_problem
-from oauthtok.cli import app
+from oauthtok.cli.app import app
 from oauthtok.errors import CatalogError, UsageError
 
 runner = CliRunner()

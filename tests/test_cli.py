@@ -15,7 +15,8 @@ import typer
 from typer.testing import CliRunner
 
 from oauthtok import __version__
-from oauthtok.cli import app, output
+from oauthtok.cli import output
+from oauthtok.cli.app import app
 from oauthtok.store import TokenStore
 from tests.helpers import make_record, make_secrets
 

@@ -11,7 +11,7 @@ import pytest
 import typer.main
 
 from oauthtok import contract, fastpath
-from oauthtok.cli import app
+from oauthtok.cli.app import app
 
 FORMS = [
     ["mail"],
@@ -89,3 +89,47 @@ def test_every_format_is_a_fast_format() -> None:
     for fmt in contract.Format:
         parsed = fastpath.parse_args(["x", "--format", fmt.value])
         assert parsed is not None and parsed.fmt is fmt
+
+
+QUICK_FORMS = {
+    "list": [[], ["--json"], ["--json", "--json"], ["x"], ["--json=1"], ["-j"], ["--", "x"]],
+    "show": [["a"], ["a", "--json"], ["--json", "a"], [], ["a", "b"], ["--", "--json"],
+             ["-"], ["a", "--jso"], ["a", "--help"]],
+    "services": [[], ["--json"], ["--format", "json"], ["x"]],
+    "show-help": [[], ["microsoft"], ["--", "-x"], ["a", "b"], ["-h"], ["--json"]],
+}  # fmt: skip
+QUICK_CASES = [(c, f) for c, forms in QUICK_FORMS.items() for f in forms]
+
+
+def typer_parse_any(command: str, args: list[str]) -> dict[str, Any] | str:
+    group: Any = typer.main.get_command(app)
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            ctx = group.make_context("oauthtok", [command, *args])
+            name, cmd, rest = group.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
+            sub = cmd.make_context(name, rest, parent=ctx)
+    except Exception as exc:
+        if type(exc).__module__.startswith("typer."):
+            return "refused"
+        raise
+    return dict(sub.params)
+
+
+@pytest.mark.parametrize(("command", "args"), QUICK_CASES, ids=[f"{c} {f}" for c, f in QUICK_CASES])
+def test_quick_parser_equals_typer(command: str, args: list[str]) -> None:
+    fast = fastpath.parse_quick(command, list(args))
+    full = typer_parse_any(command, list(args))
+    if full == "refused":
+        assert fast is None
+        return
+    assert fast is not None and isinstance(full, dict)
+    positionals, flags = fast
+    assert full.get("as_json", False) == ("--json" in flags)
+    given = [v for k, v in full.items() if k in ("name", "service") and v is not None]
+    assert positionals == given
+
+
+def test_quick_commands_are_the_typer_commands_read_only_ones() -> None:
+    group: Any = typer.main.get_command(app)
+    assert set(fastpath.QUICK) <= set(group.commands)

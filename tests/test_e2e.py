@@ -435,3 +435,36 @@ def test_an_internal_error_is_one_line_and_exit_1(auth_server: Any, tmp_path: Pa
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     debug = run_oauthtok("list", env={"OAUTHTOK_DEBUG": "1"})
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+QUICK_SAME = [
+    ["list"],
+    ["list", "--json"],
+    ["show", "WORK-MAIL"],
+    ["show", "work-mail", "--json"],
+    ["show", "nope"],
+    ["services"],
+    ["services", "--json"],
+    ["show-help"],
+    ["show-help", "testidp"],
+    ["show-help", "nope"],
+]
+
+
+def test_read_only_commands_answer_the_same_before_and_after_typer(auth_server: Any) -> None:
+    assert create(auth_server).returncode == 0
+    for args in QUICK_SAME:
+        fast = run_oauthtok(*args)
+        full = run_oauthtok(*args, env={"OAUTHTOK_NO_FAST_PATH": "1"})
+        if "--json" in args and args[0] in ("list", "show"):  # expires_in counts down
+            fast_data, full_data = json.loads(fast.stdout), json.loads(full.stdout)
+            for data in (fast_data if isinstance(fast_data, list) else [fast_data],
+                         full_data if isinstance(full_data, list) else [full_data]):  # fmt: skip
+                for item in data:
+                    item.pop("expires_in")
+            assert fast_data == full_data, args
+        else:
+            assert fast.stdout == full.stdout, args
+        assert (fast.returncode, fast.stderr) == (full.returncode, full.stderr), args
+    _, modules = imported_modules("list")
+    assert "typer" not in modules

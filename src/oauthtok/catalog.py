@@ -13,7 +13,6 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -45,10 +44,9 @@ KNOWN_KEYS = frozenset((*_STRING_KEYS, *_TABLE_KEYS, *_LIST_KEYS))
 
 def bundled_catalog_path() -> Path:
     """The catalog shipped in the wheel, or the repository's top-level file in a source tree."""
-    shipped = resources.files("oauthtok").joinpath("services.toml")
-    if shipped.is_file():
-        return Path(str(shipped))
-    return Path(__file__).resolve().parents[2] / "services.toml"
+    here = Path(__file__).resolve().parent
+    shipped = here / "services.toml"
+    return shipped if shipped.is_file() else here.parents[1] / "services.toml"
 
 
 def catalog_layers() -> list[tuple[str, Path]]:

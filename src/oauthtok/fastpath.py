@@ -1,10 +1,13 @@
-"""`oauthtok token` without Typer, rich or keyring: the program's hot path.
+"""The commands answered before Typer loads: `oauthtok token` (the program's hot path, without
+Typer, rich or keyring), and the read-only `list`, `show`, `services` and `show-help`.
 
 `run` parses the arguments exactly as Typer does (a differential test holds the two parsers
 equal) and, for a token that is still valid, answers from `names.json` and one read of the
 secret store. A token that is due goes to the same use case the full CLI calls (`handout`),
 still without Typer. Anything this parser does not accept (help, a usage error) returns None and
-the full CLI answers. `OAUTHTOK_NO_FAST_PATH=1` sends everything to the full CLI;
+the full CLI answers. The read-only commands (`quick`) parse their few flags the same way and
+render through `cli.views`, which their Typer commands call too.
+`OAUTHTOK_NO_FAST_PATH=1` sends everything to the full CLI;
 `OAUTHTOK_DEBUG=1` says on stderr why the cached read declined.
 
 Stdlib only at import time: every module imported here is on the hot path.
@@ -138,4 +141,66 @@ def run(args: list[str]) -> int | None:
         sys.stdout.flush()
     except BrokenPipeError:
         return 141
+    return 0
+
+
+# -- the read-only commands ---------------------------------------------------------------------
+
+#: command → (fewest arguments, most arguments, flags)
+QUICK: dict[str, tuple[int, int, frozenset[str]]] = {
+    "list": (0, 0, frozenset({"--json"})),
+    "show": (1, 1, frozenset({"--json"})),
+    "services": (0, 0, frozenset({"--json"})),
+    "show-help": (0, 1, frozenset()),
+}
+
+
+def parse_quick(command: str, args: list[str]) -> tuple[list[str], frozenset[str]] | None:
+    """(arguments, flags given) as click would parse them, or None (help, usage errors)."""
+    low, high, known = QUICK[command]
+    positionals: list[str] = []
+    flags: set[str] = set()
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            positionals += rest
+            break
+        if arg.startswith("-") and arg != "-":
+            if arg not in known:
+                return None  # --help, -h, unknown options, `--json=x`
+            flags.add(arg)
+        else:
+            positionals.append(arg)
+    if not low <= len(positionals) <= high:
+        return None
+    return positionals, frozenset(flags)
+
+
+def quick(command: str, args: list[str]) -> int | None:
+    """Answer a read-only command and return the exit code, or None for the full CLI."""
+    if os.environ.get("OAUTHTOK_NO_FAST_PATH"):
+        return None
+    parsed = parse_quick(command, args)
+    if parsed is None:
+        return None
+    positionals, flags = parsed
+    from oauthtok.cli import views
+    from oauthtok.errors import report
+
+    as_json = "--json" in flags
+    try:
+        if command == "list":
+            views.list_view(as_json)
+        elif command == "show":
+            views.show_view(positionals[0], as_json)
+        elif command == "services":
+            views.services_view(as_json)
+        else:
+            views.show_help_view(positionals[0] if positionals else None)
+        sys.stdout.flush()
+    except BaseException as exc:
+        if isinstance(exc, SystemExit):
+            raise
+        return report(exc)
     return 0

@@ -1,8 +1,9 @@
 """The `oauthtok` entry point: the commands scripts call most are answered before Typer loads.
 
-`--version` is printed from here, and `token` goes through `fastpath` (a cached read, or the
-refresh use case without the CLI). Everything else, and anything those two decline (help,
-usage errors, `OAUTHTOK_NO_FAST_PATH=1`), is the Typer application in `oauthtok.cli`.
+`--version` is printed from here; `token` goes through `fastpath` (a cached read, or the
+refresh use case without the CLI), and so do the read-only `list`, `show`, `services` and
+`show-help`. Everything else, and anything `fastpath` declines (help, usage errors,
+`OAUTHTOK_NO_FAST_PATH=1`), is the Typer application in `oauthtok.cli`.
 """
 
 from __future__ import annotations
@@ -37,4 +38,8 @@ def _early(args: list[str]) -> int | None:
         from oauthtok.fastpath import run
 
         return run(args[1:])
+    if args and args[0] in ("list", "show", "services", "show-help"):
+        from oauthtok.fastpath import quick
+
+        return quick(args[0], args[1:])
     return None

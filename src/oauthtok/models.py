@@ -6,34 +6,22 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
-from enum import StrEnum
 from typing import Any
 
-#: seconds a sign-in may take (the browser, the paste, the device code)
-DEFAULT_AUTH_TIMEOUT = 300.0
+from oauthtok.kinds import DEFAULT_AUTH_TIMEOUT, Flow, Status, TokenAuth
 
-
-class Flow(StrEnum):
-    """How a token is signed in (`--flow`)."""
-
-    BROWSER = "browser"
-    PASTE = "paste"
-    DEVICE = "device"
-    CLIENT_CREDENTIALS = "client-credentials"
-
-
-class TokenAuth(StrEnum):
-    """How the client authenticates at the token endpoint (RFC 6749 §2.3)."""
-
-    CLIENT_SECRET_BASIC = "client_secret_basic"
-    CLIENT_SECRET_POST = "client_secret_post"
-    NONE = "none"
-
-
-class Status(StrEnum):
-    VALID = "valid"
-    EXPIRED_WILL_REFRESH = "expired-will-refresh"
-    NEEDS_REAUTHORIZATION = "needs-reauthorization"
+__all__ = [
+    "DEFAULT_AUTH_TIMEOUT",
+    "Endpoints",
+    "Flow",
+    "Service",
+    "Status",
+    "TokenAuth",
+    "TokenRecord",
+    "TokenSet",
+    "record_json",
+    "service_json",
+]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from oauthtok import contract
-from oauthtok.cli import app
+from oauthtok.cli.app import app
 from oauthtok.cli.options import FormatOption, MinValid, Name, complete_names
 from oauthtok.cli.output import describe_validity, say
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from oauthtok import contract
-from oauthtok.models import DEFAULT_AUTH_TIMEOUT, Flow
+from oauthtok.kinds import DEFAULT_AUTH_TIMEOUT, Flow
 
 
 def complete_names(incomplete: str) -> list[str]:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from oauthtok.cli import app, output
+from oauthtok.cli import output
+from oauthtok.cli.app import app
 from oauthtok.cli.options import (
     FlowOption,
     Name,
@@ -29,7 +30,7 @@ from oauthtok.cli.options import (
 )
 from oauthtok.cli.output import console, describe_validity, say
 from oauthtok.errors import Cancelled, UsageError, command
-from oauthtok.models import DEFAULT_AUTH_TIMEOUT, Flow
+from oauthtok.kinds import DEFAULT_AUTH_TIMEOUT, Flow
 
 if TYPE_CHECKING:
     from oauthtok.manager import TokenManager

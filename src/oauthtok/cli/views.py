@@ -1,0 +1,103 @@
+"""What the read-only commands show: `list`, `show`, `services`, `show-help`.
+
+No Typer here: the launcher answers these commands before Typer loads (`fastpath.quick`), and
+the Typer commands call the same functions, so both give the same output.
+"""
+
+from __future__ import annotations
+
+import time
+
+from oauthtok.cli.output import console, emit_json, expires_in, is_tty, print_table, say, when
+
+
+def list_view(as_json: bool) -> None:
+    """Every token's metadata (never the secret store)."""
+    from oauthtok.contract import shown_scopes
+    from oauthtok.models import record_json
+    from oauthtok.store import TokenStore
+
+    records = TokenStore().records()
+    now = time.time()
+    if as_json:
+        emit_json([record_json(r, now) for r in records])
+        return
+    if not records:
+        say("No tokens yet. Create one with `oauthtok create NAME --service SERVICE`.")
+        return
+    rows = [
+        [
+            r.name,
+            r.service,
+            " ".join(shown_scopes(r.granted_scopes, r.scopes)),
+            r.client_id,
+            expires_in(r, now),
+            str(r.status(now)),
+        ]
+        for r in records
+    ]
+    columns = ["NAME", "SERVICE", "SCOPES", "CLIENT ID", "EXPIRES IN", "STATUS"]
+    print_table(columns, rows, keep=["NAME"])
+
+
+def show_view(name: str, as_json: bool) -> None:
+    """Everything about one token except its secrets."""
+    from oauthtok.models import TokenAuth, record_json
+    from oauthtok.store import TokenStore
+
+    record = TokenStore().get(name)
+    now = time.time()
+    data = record_json(record, now)
+    if as_json:
+        emit_json(data)
+        return
+    rows = [
+        ("name", record.name),
+        ("service", record.service),
+        ("status", data["status"]),
+        ("client id", record.client_id),
+        ("client type", "public" if record.token_auth == TokenAuth.NONE else record.token_auth),
+        ("signed in with", record.flow),
+        ("scopes asked", " ".join(record.scopes)),
+        ("scopes granted", " ".join(record.granted_scopes or ()) or "(not reported)"),
+        ("scopes missing", " ".join(record.missing_scopes) or "-"),
+        ("params", " ".join(f"{k}={v}" for k, v in record.params.items()) or "-"),
+        ("token endpoint", record.endpoints.token_url),
+        ("authorize endpoint", record.endpoints.authorize_url or "-"),
+        ("redirect uri", record.redirect_uri),
+        ("refresh token", "yes" if record.has_refresh_token else "no"),
+        ("created", when(record.created_at)),
+        ("refreshed", when(record.refreshed_at)),
+        ("expires", f"{when(record.expires_at)} ({expires_in(record, now)})"),
+        ("id", record.id),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
+
+
+def services_view(as_json: bool) -> None:
+    from oauthtok.catalog import load_catalog
+    from oauthtok.models import service_json
+
+    catalog = load_catalog()
+    if as_json:
+        emit_json([service_json(s) for s in catalog.values()])
+        return
+    rows = [[s.name, s.title, s.origin] for s in catalog.values()]
+    print_table(["NAME", "TITLE", "FROM"], rows, keep=["NAME"])
+
+
+def show_help_view(service: str | None) -> None:
+    from oauthtok.catalog import get_service, help_markdown, load_catalog, overview_text
+
+    catalog = load_catalog()
+    if service is None:
+        print(overview_text(catalog), end="")
+        return
+    text = help_markdown(get_service(service, catalog))
+    if is_tty():
+        from rich.markdown import Markdown
+
+        console().print(Markdown(text))  # Markdown text, never rich markup: `<tenant>` stays
+    else:
+        print(text, end="")

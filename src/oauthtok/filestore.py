@@ -241,6 +241,33 @@ def decrypt(secret_key: bytes, key: str, entry: dict[str, Any], where: str) -> s
 # -- the store --------------------------------------------------------------------------------
 
 
+def sync_folder(folder: str) -> None:
+    """Make a rename or unlink in `folder` durable."""
+    if os.name == "posix":
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write `data` to `path` through a 0600 temp file in the same folder, fsync, rename."""
+    folder = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)  # created 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    sync_folder(folder)
+
+
 def _unsafe(path: str, info: os.stat_result, folder: bool, private: bool = True) -> str | None:
     """Why `path` may not hold secrets, or None. `private`: no access at all for others (the
     secrets folder and files); otherwise only no write access (the data folder)."""
@@ -452,26 +479,10 @@ class FileStore:
         return encrypt(self._secret_key(), key, value)
 
     def _write(self, path: str, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.folder)  # created 0600
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        self._sync_folder()
+        write_atomic(path, data)
 
     def _sync_folder(self) -> None:
-        if os.name == "posix":
-            dir_fd = os.open(self.folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        sync_folder(self.folder)
 
     def set(self, key: str, value: str) -> None:
         path = self._path(key)

@@ -24,20 +24,21 @@ The module's top level is stdlib only (filelock and cryptography are imported wh
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import hashlib
 import json
 import os
-import re
 import stat
-import tempfile
-from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from oauthtok.config import CommandSpec
 from oauthtok.errors import StoreError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from oauthtok.config import CommandSpec
+
+# base64, binascii, hashlib, re and tempfile are imported where used: `read_plain` is on the
+# `token` fast path, which must cost no more with the file store than with the keyring.
 
 SECRETS_DIR = "secrets"
 SUFFIX = ".secret"
@@ -52,7 +53,12 @@ MAX_FILE_BYTES = 1024 * 1024
 KEY_TIMEOUT = 15.0
 LOCK_TIMEOUT = 30.0
 LOCK_NAME = "secrets.lock"
-_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+def is_valid_key(key: str) -> bool:
+    """1-128 letters, digits, _ . - and not starting with a dot (keys become file names)."""
+    return 0 < len(key) <= 128 and not key.startswith(".") and _KEY_CHARS.issuperset(key)
 
 
 class SecretStore(Protocol):
@@ -70,7 +76,7 @@ def secrets_dir(data_dir: str) -> str:
 
 
 def secret_path(data_dir: str, key: str) -> str:
-    if not _KEY.fullmatch(key):
+    if not is_valid_key(key):
         raise ValueError("a secret key is 1-128 letters, digits, _ . - (not starting with .)")
     return os.path.join(data_dir, SECRETS_DIR, key + SUFFIX)
 
@@ -135,6 +141,9 @@ def parse_key(output: bytes) -> bytes:
     One trailing newline (LF or CRLF) is stripped, nothing else. StoreError otherwise; the
     message never shows what the command printed.
     """
+    import binascii
+    import re
+
     text = output
     if text.endswith(b"\r\n"):
         text = text[:-2]
@@ -157,6 +166,8 @@ def parse_key(output: bytes) -> bytes:
 
 def key_id(key: bytes) -> str:
     """Names a key without revealing it: tells "wrong key" apart from "tampered file"."""
+    import hashlib
+
     return hashlib.sha256(b"oauthtok file store key id\0" + key).hexdigest()[:16]
 
 
@@ -198,6 +209,8 @@ def _aad(kid: str, key: str) -> bytes:
 
 def encrypt(secret_key: bytes, key: str, value: str) -> dict[str, Any]:
     """The file contents (as a dict) of `value` encrypted for entry `key`."""
+    import base64
+
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     kid = key_id(secret_key)
@@ -214,6 +227,9 @@ def encrypt(secret_key: bytes, key: str, value: str) -> dict[str, Any]:
 
 
 def decrypt(secret_key: bytes, key: str, entry: dict[str, Any], where: str) -> str:
+    import base64
+    import binascii
+
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -253,6 +269,8 @@ def sync_folder(folder: str) -> None:
 
 def write_atomic(path: str, data: bytes) -> None:
     """Write `data` to `path` through a 0600 temp file in the same folder, fsync, rename."""
+    import tempfile
+
     folder = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)  # created 0600
     try:
@@ -465,7 +483,7 @@ class FileStore:
         except OSError as exc:
             raise StoreError(f"cannot list {self.folder}: {exc.strerror or exc}") from None
         found = [n[: -len(SUFFIX)] for n in names if n.endswith(SUFFIX)]
-        return sorted(k for k in found if _KEY.fullmatch(k))
+        return sorted(k for k in found if is_valid_key(k))
 
     def is_encrypted(self, key: str) -> bool | None:
         """Whether the entry is encrypted (None: no such entry)."""

@@ -69,8 +69,12 @@ def test_plain_round_trip_modes_and_layout(data_dir: Path) -> None:
     assert store.keys() == [TOKEN_ID]
     assert store.is_encrypted(TOKEN_ID) is False
     assert [p.name for p in (data_dir / "secrets").iterdir()] == [f"{TOKEN_ID}.secret"]  # no temp
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data_dir / "locks").stat().st_mode) == 0o700
     store.delete(TOKEN_ID)
     store.delete(TOKEN_ID)  # gone already: fine
+    FileStore(str(data_dir / "never")).delete(TOKEN_ID)  # no store at all: fine, nothing made
+    assert not (data_dir / "never").exists()
     assert store.get(TOKEN_ID) is None
     assert read_plain(str(data_dir), TOKEN_ID) is None
     assert store.keys() == []

@@ -97,6 +97,8 @@ def test_each_event_once_within_every(
     ]
     state = tmp_path / "data" / "notify-state.json"
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    for folder in (tmp_path / "data", tmp_path / "data" / "locks"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert "captured stdout" not in capfd.readouterr().out
 
 

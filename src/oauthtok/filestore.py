@@ -395,7 +395,8 @@ class FileStore:
 
         lock_dir = os.path.join(self.data_dir, "locks")
         try:
-            os.makedirs(lock_dir, mode=0o700, exist_ok=True)
+            os.makedirs(self.data_dir, mode=0o700, exist_ok=True)  # (makedirs gives parents
+            os.makedirs(lock_dir, mode=0o700, exist_ok=True)  # the umask's mode, not 0700)
         except OSError as exc:
             raise StoreError(f"cannot create {lock_dir}: {exc.strerror or exc}") from None
         lock = FileLock(os.path.join(lock_dir, LOCK_NAME), mode=0o600)
@@ -519,6 +520,8 @@ class FileStore:
         """Remove an entry; one that is not there is fine."""
         path = self._path(key)
         self._ready(create=False)
+        if not os.path.isdir(self.folder):
+            return
         with self._locked():
             try:
                 os.unlink(path)

@@ -137,6 +137,7 @@ class Notifier:
         from filelock import FileLock
 
         lock_dir = os.path.join(self.data_dir, "locks")
+        os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
         os.makedirs(lock_dir, mode=0o700, exist_ok=True)
         with FileLock(os.path.join(lock_dir, LOCK_NAME), mode=0o600).acquire(
             timeout=self.lock_timeout

@@ -376,3 +376,41 @@ def test_concurrent_writers_and_readers(
     assert seen <= {"init", "w1", "w2"} and seen & {"w1", "w2"}  # they did read the writers' data
     leftovers = [p.name for p in (data_dir / "secrets").iterdir() if p.name.startswith(".tmp")]
     assert leftovers == []
+
+
+# -- behind the token store -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_the_token_store_runs_on_the_file_store(
+    data_dir: Path, key_command: CommandSpec, encrypted: bool
+) -> None:
+    """TokenStore takes the file store where it takes the keyring: same keys, same calls."""
+    from oauthtok.models import Endpoints, TokenRecord, TokenSet
+    from oauthtok.store import TokenStore, new_token_id
+
+    files = FileStore(str(data_dir), key_command if encrypted else None)
+    store = TokenStore(keychain=files, data_dir=str(data_dir))  # type: ignore[arg-type]
+    record = TokenRecord(
+        id=new_token_id(),
+        name="server mail",
+        service="microsoft",
+        client_id="c",
+        endpoints=Endpoints(token_url="https://idp.example.com/token"),
+        token_auth="none",
+        redirect_uri="http://localhost",
+        scopes=("offline_access",),
+        has_refresh_token=True,
+    )
+    secrets = TokenSet(access_token="AT-secret-access", refresh_token="RT-secret-refresh")
+    store.add(record, secrets)
+    assert files.keys() == [record.id]  # the keyring's key: the token id
+    assert store.read_tokens(store.get("server mail")) == secrets
+    assert (read_plain(str(data_dir), record.id) == secrets.dumps()) is not encrypted
+    rotated = secrets.evolve(refresh_token="RT-rotated")
+    store.save_tokens(record, rotated)
+    assert store.read_tokens(record) == rotated
+    store.rename("server mail", "mail")
+    assert store.read_tokens(store.get("mail")) == rotated
+    store.delete("mail")
+    assert files.keys() == []

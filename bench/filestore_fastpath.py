@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from oauthtok import layout  # noqa: E402
 from oauthtok.filestore import FileStore  # noqa: E402
-from oauthtok.keychain import Keychain  # noqa: E402
+from oauthtok.secretstore import SecretStore  # noqa: E402
 from tests.secret_service_daemon import private_secret_service  # noqa: E402
 
 TOKEN_ID = "0123456789abcdef0123456789abcdef"
@@ -69,7 +69,7 @@ def main() -> int:
             "PYTHONPATH": str(ROOT / "src"),
         }
         os.environ["DBUS_SESSION_BUS_ADDRESS"] = service["address"]
-        Keychain().set(TOKEN_ID, SECRET)
+        SecretStore().set(TOKEN_ID, SECRET)
         rows = {
             "keyring": {**env, "OAUTHTOK_STORE": "keyring"},
             "file": {**env, "OAUTHTOK_STORE": "file"},

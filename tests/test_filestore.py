@@ -390,7 +390,7 @@ def test_the_token_store_runs_on_the_file_store(
     from oauthtok.store import TokenStore, new_token_id
 
     files = FileStore(str(data_dir), key_command if encrypted else None)
-    store = TokenStore(keychain=files, data_dir=str(data_dir))  # type: ignore[arg-type]
+    store = TokenStore(secrets=files, data_dir=str(data_dir))
     record = TokenRecord(
         id=new_token_id(),
         name="server mail",

@@ -109,11 +109,11 @@ def test_cron_like_process_reads_the_secret_service(
     keyring_env: dict[str, str], tmp_path: Path
 ) -> None:
     """`env -i` (no DBUS_SESSION_BUS_ADDRESS) finds the user's bus and reads a real secret."""
-    import keyring.backends.SecretService  # noqa: F401  (the backend the Keychain uses)
+    import keyring.backends.SecretService  # noqa: F401  (the backend keyring would use)
 
-    from oauthtok.keychain import Keychain
+    from oauthtok.secretstore import SecretStore
 
-    Keychain().set("cron-test-id", "cron-secret-value")
+    SecretStore().set("cron-test-id", "cron-secret-value")
     address = keyring_env["address"]
     assert address.startswith("unix:path=") or address.startswith("unix:")
     real = address.split("path=", 1)[1].split(",", 1)[0]
@@ -128,7 +128,7 @@ def test_cron_like_process_reads_the_secret_service(
         "from oauthtok.sessionbus import ensure_session_bus\n"
         "assert 'DBUS_SESSION_BUS_ADDRESS' not in os.environ\n"
         "print(ensure_session_bus())\n"
-        "from oauthtok.secret_service import read_secret\n"
+        "from oauthtok.freedesktop import read_secret\n"
         "print(read_secret('oauthtok', 'cron-test-id'))\n"
     )
     done = subprocess.run(
@@ -164,4 +164,4 @@ def test_cron_like_process_reads_the_secret_service(
         timeout=30,
     )
     assert without.stdout.strip() in ("None", f"unix:path=/run/user/{os.getuid()}/bus")
-    Keychain().delete("cron-test-id")
+    SecretStore().delete("cron-test-id")

@@ -61,8 +61,8 @@ def is_valid_key(key: str) -> bool:
     return 0 < len(key) <= 128 and not key.startswith(".") and _KEY_CHARS.issuperset(key)
 
 
-class SecretStore(Protocol):
-    """What `TokenStore` needs of a secret store; `secretstore.SecretStore` and `FileStore` both are."""
+class KeyedSecrets(Protocol):
+    """What `TokenStore` needs of a secret store: `secretstore.SecretStore` and `FileStore`."""
 
     def get(self, key: str) -> str | None: ...
 

@@ -28,6 +28,8 @@ from oauthtok.secretstore import SecretStore
 if TYPE_CHECKING:
     from filelock import FileLock
 
+    from oauthtok.filestore import KeyedSecrets
+
 MAX_NAME_LENGTH = 64
 LOCK_TIMEOUT = 120.0
 
@@ -119,8 +121,8 @@ def atomic_write(path: str, data: bytes) -> None:
 
 
 class TokenStore:
-    def __init__(self, secrets: SecretStore | None = None, data_dir: str | None = None) -> None:
-        self.secrets = secrets or SecretStore()
+    def __init__(self, secrets: KeyedSecrets | None = None, data_dir: str | None = None) -> None:
+        self.secrets: KeyedSecrets = secrets or SecretStore()
         self.data_dir = data_dir or paths.data_dir()
         self.names_path = layout.names_path(self.data_dir)
         self._checked = False

@@ -20,6 +20,7 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from authlib.oauth2.rfc8628 import (
     DeviceAuthorizationEndpoint,
@@ -105,6 +106,8 @@ class Token:
     issued_at: float
     expires_in: int
     revoked: bool = False
+    #: RFC 7662 `username` of the resource owner (what Dovecot's oauth2 passdb compares)
+    username: str | None = None
 
     def check_client(self, client: Client) -> bool:
         return client.client_id == self.client_id
@@ -151,6 +154,13 @@ class Knobs:
     # discovery: which documents exist, and the issuer they claim
     discovery: tuple[str, ...] = ("openid-configuration", "oauth-authorization-server")
     metadata_issuer: str | None = None
+    # introspection (RFC 7662) and the identity tokens carry
+    username: str = "alice@example.test"  # `username` in introspection answers
+    introspection_requests: int = 0
+    #: when set, access tokens are JWTs (RFC 9068 style, HS256 with `jwt_key`) with these
+    #: claims on top of iss/sub/iat/exp/scope; None keeps them opaque ("at-…")
+    jwt_access_tokens: dict[str, Any] | None = None
+    jwt_key: str = "test-signing-key-not-secret-0123456789"
 
 
 class TestAuthServer:
@@ -195,6 +205,29 @@ class TestAuthServer:
             for token in self.tokens.values():
                 token.revoked = True
 
+    def revoke_access_token(self, access_token: str) -> None:
+        with self.lock:
+            self.access_tokens[access_token].revoked = True
+
+    def _access_token(self, *, client: Client, grant_type: str, user: Any, scope: str) -> str:
+        claims = self.knobs.jwt_access_tokens
+        if claims is None:
+            return "at-" + generate_token(40)
+        import jwt  # PyJWT, a test dependency (and oauthtok's, for client assertions)
+
+        now = int(time.time())
+        payload = {
+            "iss": self.base_url,
+            "sub": USER_ID,
+            "client_id": client.client_id,
+            "iat": now,
+            "exp": now + self.knobs.expires_in,
+            "jti": generate_token(16),
+            "scope": scope or "",
+            **claims,
+        }
+        return jwt.encode(payload, self.knobs.jwt_key, algorithm="HS256", headers={"typ": "at+jwt"})
+
     # -- the Flask app ----------------------------------------------------------------------
     def _make_app(self) -> Flask:
         app = Flask("test-auth-server")
@@ -204,7 +237,7 @@ class TestAuthServer:
         server.register_token_generator(
             "default",
             BearerTokenGenerator(
-                access_token_generator=lambda **_: "at-" + generate_token(40),
+                access_token_generator=self._access_token,
                 refresh_token_generator=lambda **_: "rt-" + generate_token(40),
                 expires_generator=lambda client, grant_type: self.knobs.expires_in,
             ),
@@ -306,6 +339,37 @@ class TestAuthServer:
         server.register_endpoint(DeviceEndpoint)
         server.register_endpoint(Revocation)
 
+        class Introspection(IntrospectionEndpoint):
+            # a resource server (Dovecot) authenticates as a client of its own
+            CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+            def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+                return outer.access_tokens.get(token_string) or outer.tokens.get(token_string)
+
+            def check_permission(self, token: Token, client: Client, request: Any) -> bool:
+                return True  # any authenticated client may ask (RFC 7662 §2.1 leaves it open)
+
+            def introspect_token(self, token: Token) -> dict[str, Any]:
+                return {
+                    "active": True,
+                    "client_id": token.client_id,
+                    "token_type": "Bearer",
+                    "scope": token.scope,
+                    "username": token.username or USER_ID,
+                    "sub": USER_ID,
+                    "iss": outer.base_url,
+                    "iat": int(token.issued_at),
+                    "exp": int(token.issued_at + token.expires_in),
+                }
+
+        server.register_endpoint(Introspection)
+
+        @app.post("/introspect")
+        def introspect() -> Any:
+            with self.lock:
+                self.knobs.introspection_requests += 1
+                return server.create_endpoint_response("introspection")
+
         @app.post("/device_authorization")
         def device_authorization() -> Any:
             return server.create_endpoint_response("device_authorization")
@@ -327,6 +391,7 @@ class TestAuthServer:
                 token_endpoint=f"{self.base_url}/token",
                 device_authorization_endpoint=f"{self.base_url}/device_authorization",
                 revocation_endpoint=f"{self.base_url}/revoke",
+                introspection_endpoint=f"{self.base_url}/introspect",
                 response_types_supported=["code"],
                 grant_types_supported=["authorization_code", "refresh_token"],
                 code_challenge_methods_supported=["S256"],
@@ -382,6 +447,7 @@ class TestAuthServer:
             scope=token.get("scope", ""),
             issued_at=time.time(),
             expires_in=token.get("expires_in", 0),
+            username=self.knobs.username,
         )
         if refresh:
             self.tokens[refresh] = item

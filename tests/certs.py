@@ -52,7 +52,7 @@ def _key_pem(key: CertificateIssuerPrivateKeyTypes) -> bytes:
 def make_server_tls(folder: Path, names: tuple[str, ...] = LOOPBACK_NAMES) -> ServerTLS:
     """A fresh CA and a server certificate it signs for `names` (valid for a day)."""
     folder.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
         x509.CertificateBuilder()
@@ -127,7 +127,7 @@ def make_client_certificate(
         key = ec.generate_private_key(ec.SECP256R1())
     else:
         raise ValueError(kind)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name("oauthtok test client"))

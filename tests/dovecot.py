@@ -48,7 +48,9 @@ def missing() -> str | None:
     libexec = Path("/usr/lib/dovecot")
     for binary in ("imap", "imap-login", "submission", "submission-login"):
         if not (libexec / binary).exists():
-            return f"dovecot's {binary} is missing (apt-get install dovecot-imapd dovecot-submissiond)"
+            return (
+                f"dovecot's {binary} is missing (apt-get install dovecot-imapd dovecot-submissiond)"
+            )
     return None
 
 
@@ -99,16 +101,16 @@ class Dovecot:
                 try:
                     pwd.getpwnam(name)
                 except KeyError:
-                    raise Unavailable(f"user {name!r} is missing (Debian's dovecot-core makes it)")
+                    raise Unavailable(
+                        f"user {name!r} is missing (Debian's dovecot-core makes it)"
+                    ) from None
             mail = pwd.getpwnam("dovecot")  # mail processes never run as root
             return "dovecot", "dovenull", mail.pw_uid, mail.pw_gid
         me = pwd.getpwuid(os.geteuid()).pw_name
         return me, me, os.geteuid(), os.getegid()
 
     def write_config(self) -> None:
-        self.imap_port, self.imaps_port, self.submission_port, self.submissions_port = free_ports(
-            4
-        )
+        self.imap_port, self.imaps_port, self.submission_port, self.submissions_port = free_ports(4)
         internal, login, uid, gid = self._accounts()
         (self.folder / "run").mkdir(mode=0o755)
         (self.folder / "state").mkdir(mode=0o700)

@@ -31,7 +31,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -240,23 +240,44 @@ def _network_errors(host: str, port: int, step: str) -> Iterator[None]:
     except (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError):
         raise  # the server's verdict (SMTPException is an OSError): the caller words it
     except smtplib.SMTPResponseException as exc:
-        said = sanitize(f"{exc.smtp_code} {exc.smtp_error.decode('utf-8', 'replace')}")
+        said = sanitize(f"{exc.smtp_code} {_text(exc.smtp_error)}")
         raise ProviderError(f"{host}:{port} failed {step}: {said}") from None
     except ssl.SSLError as exc:
         raise _tls_failure(host, port, exc) from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise ProviderError(
             f"{host}:{port} did not answer in time ({step}); check the network or raise --timeout"
         ) from None
     except socket.gaierror as exc:
-        raise ProviderError(f"cannot resolve {host} ({exc.strerror}); check the host name") from None
-    except (imaplib.IMAP4.abort, smtplib.SMTPServerDisconnected, EOFError) as exc:
+        raise ProviderError(
+            f"cannot resolve {host} ({exc.strerror}); check the host name"
+        ) from None
+    except smtplib.SMTPServerDisconnected as exc:
+        if "timed out" in str(exc):  # smtplib turns a read timeout into a disconnect
+            raise ProviderError(
+                f"{host}:{port} did not answer in time ({step}); check the network or raise "
+                "--timeout"
+            ) from None
+        raise ProviderError(
+            f"{host}:{port} closed the connection ({step}: {sanitize(str(exc), 120)})"
+        ) from None
+    except (imaplib.IMAP4.abort, EOFError) as exc:
         raise ProviderError(
             f"{host}:{port} closed the connection ({step}: {sanitize(str(exc), 120)})"
         ) from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ProviderError(f"cannot connect to {host}:{port} ({reason}) during {step}") from None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _settimeout(sock: socket.socket | None, seconds: float) -> None:
+    if sock is None:
+        raise ProviderError("the connection closed unexpectedly")
+    sock.settimeout(seconds)
 
 
 def _report_tls(report: Report, sock: Any, host: str) -> None:
@@ -360,7 +381,9 @@ def test_imap(
         with _network_errors(host, port, "CAPABILITY"):
             client.sock.settimeout(remaining(deadline, host, port, "CAPABILITY"))
             typ, data = client.capability()
-        caps = set(data[0].decode("ascii", "replace").upper().split()) if data and data[0] else set()
+        caps = (
+            set(data[0].decode("ascii", "replace").upper().split()) if data and data[0] else set()
+        )
         caps |= set(client.capabilities)
         offered = {c.removeprefix("AUTH=") for c in caps if c.startswith("AUTH=")}
         report("server offers: " + (" ".join(sorted(f"AUTH={m}" for m in offered)) or "no AUTH="))
@@ -370,13 +393,13 @@ def test_imap(
         try:
             with _network_errors(host, port, "AUTHENTICATE"):
                 client.sock.settimeout(remaining(deadline, host, port, "AUTHENTICATE"))
-                typ, data = client.authenticate(chosen, exchange.respond)
+                typ, done = client.authenticate(chosen, exchange.respond)
         except imaplib.IMAP4.error as exc:  # NO or BAD: the server's answer
             report(f"{step}: refused")
             raise refused(
                 "imap", host, step, str(exc), exchange.challenge, exchange.secrets
             ) from None
-        answer = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
+        answer = " ".join(_text(d) for d in done if isinstance(d, bytes | str))
         report(f"{step}: {typ} {sanitize(answer, 120, exchange.secrets)}".rstrip())
     finally:
         _imap_logout(client, deadline)
@@ -387,10 +410,8 @@ def _imap_logout(client: imaplib.IMAP4, deadline: float) -> None:
         client.sock.settimeout(max(0.1, min(2.0, deadline - time.monotonic())))
         client.logout()
     except (OSError, imaplib.IMAP4.error, EOFError):
-        try:
+        with suppress(OSError):
             client.shutdown()
-        except OSError:
-            pass
 
 
 # -- SMTP ---------------------------------------------------------------------------------------
@@ -427,7 +448,7 @@ def test_smtp(
         if mode == "implicit":
             _report_tls(report, client.sock, host)
         with _network_errors(host, port, "EHLO"):
-            client.sock.settimeout(remaining(deadline, host, port, "EHLO"))
+            _settimeout(client.sock, remaining(deadline, host, port, "EHLO"))
             code, text = client.ehlo()
         if code != 250:
             said = sanitize(f"{code} {text.decode('utf-8', 'replace')}")
@@ -439,9 +460,9 @@ def test_smtp(
                     "port (usually 465)"
                 )
             with _network_errors(host, port, "STARTTLS"):
-                client.sock.settimeout(remaining(deadline, host, port, "STARTTLS"))
+                _settimeout(client.sock, remaining(deadline, host, port, "STARTTLS"))
                 client.starttls(context=context)
-                client.sock.settimeout(remaining(deadline, host, port, "EHLO"))
+                _settimeout(client.sock, remaining(deadline, host, port, "EHLO"))
                 client.ehlo()
             _report_tls(report, client.sock, host)
         elif mode == "plain":
@@ -457,11 +478,11 @@ def test_smtp(
 
         try:
             with _network_errors(host, port, "AUTH"):
-                client.sock.settimeout(remaining(deadline, host, port, "AUTH"))
+                _settimeout(client.sock, remaining(deadline, host, port, "AUTH"))
                 code, text = client.auth(chosen, authobject, initial_response_ok=True)
         except smtplib.SMTPAuthenticationError as exc:
             report(f"{step}: refused")
-            answer = f"{exc.smtp_code} {exc.smtp_error.decode('utf-8', 'replace')}"
+            answer = f"{exc.smtp_code} {_text(exc.smtp_error)}"
             raise refused(
                 "smtp", host, step, answer, exchange.challenge, exchange.secrets
             ) from None
@@ -470,7 +491,9 @@ def test_smtp(
                 f"{host} does not support AUTH here; check the port (submission is 587 or 465)"
             ) from None
         except smtplib.SMTPException as exc:
-            raise refused("smtp", host, step, str(exc), exchange.challenge, exchange.secrets) from None
+            raise refused(
+                "smtp", host, step, str(exc), exchange.challenge, exchange.secrets
+            ) from None
         answer = text.decode("utf-8", "replace")
         report(f"{step}: {code} {sanitize(answer, 120, exchange.secrets)}")
     finally:
@@ -480,9 +503,9 @@ def test_smtp(
 def _smtp_quit(client: smtplib.SMTP, deadline: float) -> None:
     try:
         if client.sock is not None:
-            client.sock.settimeout(max(0.1, min(2.0, deadline - time.monotonic())))
+            _settimeout(client.sock, max(0.1, min(2.0, deadline - time.monotonic())))
         client.quit()
-    except (OSError, smtplib.SMTPException):
+    except (OSError, smtplib.SMTPException, ProviderError):
         client.close()
 
 
@@ -570,4 +593,3 @@ def _bearer_error(header: str) -> str:
         if key in found
     ]
     return ", ".join(parts)
-

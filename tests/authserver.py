@@ -19,6 +19,7 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
@@ -37,9 +38,11 @@ USER_ID = "alice"
 class Client:
     client_id: str
     client_secret: str | None
-    auth_method: str  # client_secret_basic | client_secret_post | none
+    auth_method: str  # client_secret_basic | client_secret_post | none | private_key_jwt
     redirect_uris: list[str]
     scope: str
+    #: private_key_jwt (RFC 7523): the client's public key, PEM
+    public_key_pem: bytes | None = None
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -161,6 +164,8 @@ class Knobs:
     #: claims on top of iss/sub/iat/exp/scope; None keeps them opaque ("at-…")
     jwt_access_tokens: dict[str, Any] | None = None
     jwt_key: str = "test-signing-key-not-secret-0123456789"
+    #: the claims of each private_key_jwt client assertion the server accepted for checking
+    client_assertions: list[dict[str, Any]] = field(default_factory=list)
 
 
 class TestAuthServer:
@@ -170,6 +175,7 @@ class TestAuthServer:
         self.tokens: dict[str, Token] = {}  # by refresh token
         self.access_tokens: dict[str, Token] = {}
         self.devices: dict[str, DeviceCredentialDict] = {}
+        self.seen_jti: set[str] = set()  # RFC 7523 §3 item 7: each assertion once
         self.knobs = Knobs()
         self.lock = threading.Lock()
         self.app = self._make_app()
@@ -177,7 +183,10 @@ class TestAuthServer:
         self._http = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.port = self._http.server_port
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        # a short poll interval makes stop() quick (shutdown waits for the next poll)
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> TestAuthServer:
@@ -195,8 +204,11 @@ class TestAuthServer:
         auth_method: str,
         scope: str = "mail.read mail.send offline_access profile",
         redirect_uris: tuple[str, ...] = ("http://127.0.0.1/callback",),
+        public_key_pem: bytes | None = None,
     ) -> Client:
-        client = Client(client_id, client_secret, auth_method, list(redirect_uris), scope)
+        client = Client(
+            client_id, client_secret, auth_method, list(redirect_uris), scope, public_key_pem
+        )
         self.clients[client_id] = client
         return client
 
@@ -245,7 +257,12 @@ class TestAuthServer:
         outer = self
 
         class CodeGrant(grants.AuthorizationCodeGrant):
-            TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+            TOKEN_ENDPOINT_AUTH_METHODS = (
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+                "private_key_jwt",
+            )
 
             def save_authorization_code(self, code: str, req: Any) -> None:
                 outer.codes[code] = AuthCode(
@@ -268,7 +285,12 @@ class TestAuthServer:
                 return USER_ID
 
         class RefreshGrant(grants.RefreshTokenGrant):
-            TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+            TOKEN_ENDPOINT_AUTH_METHODS = (
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+                "private_key_jwt",
+            )
 
             @property
             def INCLUDE_NEW_REFRESH_TOKEN(self) -> bool:
@@ -288,7 +310,11 @@ class TestAuthServer:
                     credential.revoked = True
 
         class ClientCredentials(grants.ClientCredentialsGrant):
-            TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+            TOKEN_ENDPOINT_AUTH_METHODS = (
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+            )
 
         class DeviceEndpoint(DeviceAuthorizationEndpoint):
             INTERVAL = 1
@@ -323,7 +349,12 @@ class TestAuthServer:
                 return outer.knobs.device_slow_down_once and credential["polls"] == 1
 
         class Revocation(RevocationEndpoint):
-            CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+            CLIENT_AUTH_METHODS = (
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+                "private_key_jwt",
+            )
 
             def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
                 return outer.tokens.get(token_string) or outer.access_tokens.get(token_string)
@@ -341,7 +372,7 @@ class TestAuthServer:
 
         class Introspection(IntrospectionEndpoint):
             # a resource server (Dovecot) authenticates as a client of its own
-            CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+            CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 
             def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
                 return outer.access_tokens.get(token_string) or outer.tokens.get(token_string)
@@ -363,6 +394,33 @@ class TestAuthServer:
                 }
 
         server.register_endpoint(Introspection)
+
+        class PrivateKeyJWT(JWTBearerClientAssertion):
+            """RFC 7523 §2.2 client authentication, verified by Authlib (joserfc)."""
+
+            CLIENT_AUTH_METHOD = "private_key_jwt"
+
+            def get_audiences(self) -> list[str]:
+                return [f"{outer.base_url}/token"]
+
+            def validate_jti(self, claims: Any, jti: str) -> bool:
+                # called once the signature checked out
+                outer.knobs.client_assertions.append(dict(claims))
+                if jti in outer.seen_jti:
+                    return False
+                outer.seen_jti.add(jti)
+                return True
+
+            def resolve_client_public_key(self, client: Client) -> Any:
+                from cryptography.hazmat.primitives.asymmetric import rsa
+                from cryptography.hazmat.primitives.serialization import load_pem_public_key
+                from joserfc.jwk import ECKey, RSAKey
+
+                pem = client.public_key_pem or b""
+                kind = RSAKey if isinstance(load_pem_public_key(pem), rsa.RSAPublicKey) else ECKey
+                return kind.import_key(pem)
+
+        server.register_client_auth_method(PrivateKeyJWT.CLIENT_AUTH_METHOD, PrivateKeyJWT())
 
         @app.post("/introspect")
         def introspect() -> Any:

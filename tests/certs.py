@@ -7,6 +7,7 @@ Nothing here is secret or long-lived; every test session makes its own.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,16 @@ def make_server_tls(folder: Path, names: tuple[str, ...] = LOOPBACK_NAMES) -> Se
     return tls
 
 
+@functools.cache
+def _client_key(kind: str, slot: int) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
+    """RSA key generation is slow: one key per (kind, slot) for the whole session."""
+    if kind == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if kind == "ec":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise ValueError(kind)
+
+
 def make_client_certificate(
     path: Path,
     *,
@@ -115,18 +126,14 @@ def make_client_certificate(
     days: int = 365,
     password: bytes | None = None,
     mode: int = 0o600,
+    slot: int = 0,
 ) -> x509.Certificate:
     """A self-signed client certificate plus its key in one PEM file, as Entra ID takes them.
 
-    kind: rsa | ec; `password` encrypts the key (to test the refusal).
+    kind: rsa | ec; `password` encrypts the key (to test the refusal); another `slot` gives
+    another key.
     """
-    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-    if kind == "rsa":
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    elif kind == "ec":
-        key = ec.generate_private_key(ec.SECP256R1())
-    else:
-        raise ValueError(kind)
+    key = _client_key(kind, slot)
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()

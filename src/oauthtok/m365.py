@@ -125,6 +125,8 @@ def translate_scopes(scopes: Iterable[str], cloud_name: str) -> tuple[str, ...]:
     """Scopes written for the global cloud (`https://graph.microsoft.com/Mail.Read`) rewritten
     for another cloud's resource hosts; other scopes (openid, offline_access) unchanged."""
     target = cloud(cloud_name)
+    if target is CLOUDS["global"]:
+        return tuple(scopes)
     mapping = _resource_map(target)
     result = []
     for scope in scopes:

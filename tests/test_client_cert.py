@@ -79,7 +79,7 @@ def test_a_readable_key_file_is_refused(tmp_path: Path, mode: int) -> None:
 
 def test_an_encrypted_key_is_refused_clearly(tmp_path: Path) -> None:
     make_client_certificate(tmp_path / "c.pem", password=b"pass phrase")
-    with pytest.raises(UsageError, match="encrypted.*decrypt"):
+    with pytest.raises(UsageError, match=r"encrypted.*decrypt"):
         client_cert.load_file(tmp_path / "c.pem")
 
 
@@ -116,8 +116,9 @@ def test_the_authorization_server_accepts_the_assertion(tmp_path: Path, kind: st
     cert = make_client_certificate(tmp_path / "c.pem", kind=kind)
     server = authserver.TestAuthServer().start()
     try:
-        server.add_client("app", None, "private_key_jwt", scope="mail.read",
-                          public_key_pem=public_pem(cert))  # fmt: skip
+        server.add_client(
+            "app", None, "private_key_jwt", scope="mail.read", public_key_pem=public_pem(cert)
+        )
         loaded = client_cert.load_file(tmp_path / "c.pem")
         token_url = f"{server.base_url}/token"
         form = {"grant_type": "client_credentials", "scope": "mail.read"}

@@ -63,13 +63,29 @@ def test_delegated_outlook_token_for_imap_is_fine() -> None:
 
 def test_json_has_exactly_the_issues_keys() -> None:
     keys = set(jwtinfo.TokenInfo(format="opaque").to_json())
-    assert keys == {"format", "issuer", "audience", "scopes", "roles", "tenant", "account",
-                    "issued_at", "expires_at", "problems"}  # fmt: skip
+    assert keys == {
+        "format",
+        "issuer",
+        "audience",
+        "scopes",
+        "roles",
+        "tenant",
+        "account",
+        "issued_at",
+        "expires_at",
+        "problems",
+    }
     json.dumps(jwtinfo.TokenInfo(format="opaque").to_json())
 
 
-@pytest.mark.parametrize("aud", ["https://graph.microsoft.com", "00000003-0000-0000-c000-000000000000",
-                                 "https://graph.microsoft.us/"])  # fmt: skip
+@pytest.mark.parametrize(
+    "aud",
+    [
+        "https://graph.microsoft.com",
+        "00000003-0000-0000-c000-000000000000",
+        "https://graph.microsoft.us/",
+    ],
+)
 def test_a_graph_token_used_for_imap_or_smtp(aud: str) -> None:
     token = make(microsoft(aud=aud, scp="Mail.Read User.Read"))
     for use in ("imap", "smtp"):
@@ -90,8 +106,14 @@ def test_missing_mail_scopes() -> None:
 
 
 def test_app_only_tokens() -> None:
-    with_role = make(microsoft(aud="https://outlook.office365.com", roles=["IMAP.AccessAsApp"],
-                               appid="app-id", idtyp="app"))  # fmt: skip
+    with_role = make(
+        microsoft(
+            aud="https://outlook.office365.com",
+            roles=["IMAP.AccessAsApp"],
+            appid="app-id",
+            idtyp="app",
+        )
+    )
     info = jwtinfo.decode(with_role, use="imap", now=NOW)
     assert info.app_only is True and info.roles == ("IMAP.AccessAsApp",) and info.scopes is None
     assert info.problems == ()
@@ -125,8 +147,17 @@ def test_an_id_token_in_place_of_an_access_token() -> None:
 
 
 def test_generic_scope_claim_and_account_order() -> None:
-    token = make({"iss": "https://idp.example", "aud": ["api", "mail"], "scope": "a b",
-                  "sub": "u-1", "email": "bob@example.com", "iat": NOW, "exp": NOW + 10})  # fmt: skip
+    token = make(
+        {
+            "iss": "https://idp.example",
+            "aud": ["api", "mail"],
+            "scope": "a b",
+            "sub": "u-1",
+            "email": "bob@example.com",
+            "iat": NOW,
+            "exp": NOW + 10,
+        }
+    )
     info = jwtinfo.decode(token, use="imap", now=NOW)
     assert info.audience == ("api", "mail") and info.scopes == ("a", "b")
     assert info.account == "bob@example.com" and info.tenant is None
@@ -135,9 +166,15 @@ def test_generic_scope_claim_and_account_order() -> None:
 
 @pytest.mark.parametrize(
     "token",
-    ["at-opaque-123", "EwBAAl3BAAUFFpUAo7J3Ve0bjLBWZWCclRC3EoAA", "a.b.c", "a.b", "x" * 100,
-     "eyJub3QiOiJqd3QifQ.eyJ4IjoxfQ.sig"],  # header without alg
-)  # fmt: skip
+    [
+        "at-opaque-123",
+        "EwBAAl3BAAUFFpUAo7J3Ve0bjLBWZWCclRC3EoAA",
+        "a.b.c",
+        "a.b",
+        "x" * 100,
+        "eyJub3QiOiJqd3QifQ.eyJ4IjoxfQ.sig",
+    ],  # header without alg
+)
 def test_non_jwts_are_opaque(token: str) -> None:
     info = jwtinfo.decode(token)
     assert info.format == "opaque" and info.audience is None and info.to_json()["scopes"] is None
@@ -184,8 +221,12 @@ def idp() -> Iterator[authserver.TestAuthServer]:
 
 
 def client_credentials(server: authserver.TestAuthServer) -> str:
-    response = httpx.post(f"{server.base_url}/token", auth=("app", "app-secret"), timeout=10,
-                          data={"grant_type": "client_credentials", "scope": "mail.read"})  # fmt: skip
+    response = httpx.post(
+        f"{server.base_url}/token",
+        auth=("app", "app-secret"),
+        timeout=10,
+        data={"grant_type": "client_credentials", "scope": "mail.read"},
+    )
     return str(response.json()["access_token"])
 
 
@@ -199,9 +240,11 @@ def test_a_jwt_access_token_from_the_server_decodes(idp: authserver.TestAuthServ
 
 @pytest.mark.parametrize(
     "auth",
-    [ClientAuth("app", "app-secret", "client_secret_basic"),
-     ClientAuth("rs-post", "rs-secret", "client_secret_post")],
-)  # fmt: skip
+    [
+        ClientAuth("app", "app-secret", "client_secret_basic"),
+        ClientAuth("rs-post", "rs-secret", "client_secret_post"),
+    ],
+)
 def test_introspection(idp: authserver.TestAuthServer, auth: ClientAuth) -> None:
     token = client_credentials(idp)
     url = f"{idp.base_url}/introspect"
@@ -219,15 +262,27 @@ def test_introspection_refused_or_unreachable(idp: authserver.TestAuthServer) ->
     token = client_credentials(idp)
     with httpx.Client() as client:
         with pytest.raises(ProviderError, match="refused the introspection \\(invalid_client"):
-            jwtinfo.introspect(client, f"{idp.base_url}/introspect", token,
-                               ClientAuth("app", "wrong", "client_secret_basic"),
-                               time.monotonic() + 10)  # fmt: skip
+            jwtinfo.introspect(
+                client,
+                f"{idp.base_url}/introspect",
+                token,
+                ClientAuth("app", "wrong", "client_secret_basic"),
+                time.monotonic() + 10,
+            )
         with pytest.raises(ProviderError, match="no time left"):
-            jwtinfo.introspect(client, f"{idp.base_url}/introspect", token,
-                               ClientAuth("app", "app-secret", "client_secret_basic"),
-                               time.monotonic() - 1)  # fmt: skip
+            jwtinfo.introspect(
+                client,
+                f"{idp.base_url}/introspect",
+                token,
+                ClientAuth("app", "app-secret", "client_secret_basic"),
+                time.monotonic() - 1,
+            )
     idp.stop()
     with httpx.Client() as client, pytest.raises(ProviderError, match="cannot reach"):
-        jwtinfo.introspect(client, f"{idp.base_url}/introspect", token,
-                           ClientAuth("app", "app-secret", "client_secret_basic"),
-                           time.monotonic() + 5)  # fmt: skip
+        jwtinfo.introspect(
+            client,
+            f"{idp.base_url}/introspect",
+            token,
+            ClientAuth("app", "app-secret", "client_secret_basic"),
+            time.monotonic() + 5,
+        )

@@ -100,9 +100,15 @@ def test_real_logins_pass(dovecot: Dovecot, trust: Path, token: str, mechanism: 
     for check, port, mode in mail_targets(dovecot):
         lines = Lines()
         check(
-            "127.0.0.1", port, USER, token,
-            tls_mode=mode, mechanism=mechanism, report=lines, deadline=soon(),
-        )  # fmt: skip
+            "127.0.0.1",
+            port,
+            USER,
+            token,
+            tls_mode=mode,
+            mechanism=mechanism,
+            report=lines,
+            deadline=soon(),
+        )
         assert lines[0] == f"connected to 127.0.0.1:{port}"
         assert any(line.startswith("TLS: TLSv1.") and "verified" in line for line in lines)
         assert any(line.startswith("server offers:") and "XOAUTH2" in line for line in lines)
@@ -116,8 +122,15 @@ def test_the_standard_mechanism_is_chosen_when_offered(
     dovecot: Dovecot, trust: Path, token: str
 ) -> None:
     lines = Lines()
-    logintest.test_smtp("127.0.0.1", dovecot.submission_port, USER, token,
-                        tls_mode="starttls", report=lines, deadline=soon())  # fmt: skip
+    logintest.test_smtp(
+        "127.0.0.1",
+        dovecot.submission_port,
+        USER,
+        token,
+        tls_mode="starttls",
+        report=lines,
+        deadline=soon(),
+    )
     assert lines[-1].startswith("AUTH OAUTHBEARER as")
 
 
@@ -129,8 +142,16 @@ def test_a_garbage_token_is_refused_with_the_servers_answer(
     for check, port, mode in mail_targets(dovecot)[::2]:  # one IMAP, one SMTP
         lines = Lines()
         with pytest.raises(AuthorizationFailed) as info:
-            check("127.0.0.1", port, USER, garbage,
-                  tls_mode=mode, mechanism=mechanism, report=lines, deadline=soon())  # fmt: skip
+            check(
+                "127.0.0.1",
+                port,
+                USER,
+                garbage,
+                tls_mode=mode,
+                mechanism=mechanism,
+                report=lines,
+                deadline=soon(),
+            )
         message = str(info.value)
         assert info.value.exit_code == 5
         assert garbage not in message and garbage not in " ".join(lines)
@@ -148,20 +169,41 @@ def test_a_garbage_token_is_refused_with_the_servers_answer(
 def test_a_revoked_token_is_refused(
     dovecot: Dovecot, mail_auth: authserver.TestAuthServer, trust: Path, token: str
 ) -> None:
-    logintest.test_imap("127.0.0.1", dovecot.imaps_port, USER, token,
-                        report=Lines(), tls_mode="implicit", deadline=soon())  # fmt: skip
+    logintest.test_imap(
+        "127.0.0.1",
+        dovecot.imaps_port,
+        USER,
+        token,
+        report=Lines(),
+        tls_mode="implicit",
+        deadline=soon(),
+    )
     mail_auth.revoke_access_token(token)
     with pytest.raises(AuthorizationFailed) as info:
-        logintest.test_imap("127.0.0.1", dovecot.imaps_port, USER, token,
-                            report=Lines(), tls_mode="implicit", deadline=soon())  # fmt: skip
+        logintest.test_imap(
+            "127.0.0.1",
+            dovecot.imaps_port,
+            USER,
+            token,
+            report=Lines(),
+            tls_mode="implicit",
+            deadline=soon(),
+        )
     assert info.value.exit_code == 5
 
 
 def test_a_token_for_another_user_is_refused(dovecot: Dovecot, trust: Path, token: str) -> None:
     # Dovecot compares the introspected username with the SASL user
     with pytest.raises(AuthorizationFailed):
-        logintest.test_smtp("127.0.0.1", dovecot.submissions_port, "bob@example.test", token,
-                            tls_mode="implicit", report=Lines(), deadline=soon())  # fmt: skip
+        logintest.test_smtp(
+            "127.0.0.1",
+            dovecot.submissions_port,
+            "bob@example.test",
+            token,
+            tls_mode="implicit",
+            report=Lines(),
+            deadline=soon(),
+        )
 
 
 def test_tls_verification_fails_without_the_ca(
@@ -176,8 +218,7 @@ def test_tls_verification_fails_without_the_ca(
         for check, port, mode in mail_targets(dovecot):
             lines = Lines()
             with pytest.raises(ProviderError) as info:
-                check("127.0.0.1", port, USER, token,
-                      tls_mode=mode, report=lines, deadline=soon())  # fmt: skip
+                check("127.0.0.1", port, USER, token, tls_mode=mode, report=lines, deadline=soon())
             message = str(info.value)
             assert info.value.exit_code == 6
             assert "certificate" in message and "SSL_CERT_FILE" in message
@@ -187,8 +228,9 @@ def test_tls_verification_fails_without_the_ca(
 
 def test_plain_works_to_loopback(dovecot: Dovecot, token: str) -> None:
     lines = Lines()
-    logintest.test_imap("127.0.0.1", dovecot.imap_port, USER, token,
-                        tls_mode="plain", report=lines, deadline=soon())  # fmt: skip
+    logintest.test_imap(
+        "127.0.0.1", dovecot.imap_port, USER, token, tls_mode="plain", report=lines, deadline=soon()
+    )
     assert "TLS: none (--plain, loopback only)" in lines
     assert lines[-1].startswith("AUTHENTICATE OAUTHBEARER as")
 
@@ -205,8 +247,15 @@ def test_plain_to_a_non_loopback_host_is_refused_before_connecting(host: str) ->
 
 def test_implicit_tls_to_a_starttls_port_says_so(dovecot: Dovecot, trust: Path) -> None:
     with pytest.raises(ProviderError, match="STARTTLS port"):
-        logintest.test_imap("127.0.0.1", dovecot.imap_port, USER, "tok",
-                            tls_mode="implicit", report=Lines(), deadline=soon())  # fmt: skip
+        logintest.test_imap(
+            "127.0.0.1",
+            dovecot.imap_port,
+            USER,
+            "tok",
+            tls_mode="implicit",
+            report=Lines(),
+            deadline=soon(),
+        )
 
 
 def test_an_unreachable_server_is_exit_6() -> None:
@@ -214,8 +263,9 @@ def test_an_unreachable_server_is_exit_6() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     with pytest.raises(ProviderError, match="cannot connect") as info:
-        logintest.test_smtp("127.0.0.1", port, USER, "tok",
-                            tls_mode="plain", report=Lines(), deadline=soon())  # fmt: skip
+        logintest.test_smtp(
+            "127.0.0.1", port, USER, "tok", tls_mode="plain", report=Lines(), deadline=soon()
+        )
     assert info.value.exit_code == 6
 
 
@@ -226,8 +276,9 @@ def test_a_silent_server_hits_the_deadline() -> None:
         port = listener.getsockname()[1]
         started = time.monotonic()
         with pytest.raises(ProviderError, match="in time"):
-            logintest.test_imap("127.0.0.1", port, USER, "tok",
-                                tls_mode="plain", report=Lines(), deadline=soon(0.5))  # fmt: skip
+            logintest.test_imap(
+                "127.0.0.1", port, USER, "tok", tls_mode="plain", report=Lines(), deadline=soon(0.5)
+            )
         assert time.monotonic() - started < 3
 
 
@@ -284,8 +335,15 @@ def test_microsofts_smtp_auth_disabled_gets_the_fix() -> None:
     server = ScriptedSMTP([answer])
     try:
         with pytest.raises(AuthorizationFailed) as info:
-            logintest.test_smtp("127.0.0.1", server.port, USER, "secret-token-value",
-                                tls_mode="plain", report=Lines(), deadline=soon())  # fmt: skip
+            logintest.test_smtp(
+                "127.0.0.1",
+                server.port,
+                USER,
+                "secret-token-value",
+                tls_mode="plain",
+                report=Lines(),
+                deadline=soon(),
+            )
     finally:
         server.close()
     message = str(info.value)
@@ -306,8 +364,15 @@ def test_a_gmail_style_error_challenge_is_decoded_and_answered() -> None:
     server = ScriptedSMTP([challenge, final])
     try:
         with pytest.raises(AuthorizationFailed) as info:
-            logintest.test_smtp("127.0.0.1", server.port, USER, "tok",
-                                tls_mode="plain", report=Lines(), deadline=soon())  # fmt: skip
+            logintest.test_smtp(
+                "127.0.0.1",
+                server.port,
+                USER,
+                "tok",
+                tls_mode="plain",
+                report=Lines(),
+                deadline=soon(),
+            )
     finally:
         server.close()
     assert "status=400, schemes=Bearer, scope=https://mail.google.com/" in str(info.value)
@@ -320,8 +385,15 @@ def test_oauthbearer_ends_a_refused_exchange_with_a_lone_ctrl_a() -> None:
     server = ScriptedSMTP([challenge, b"535 5.7.8 nope\r\n"], offer=b"OAUTHBEARER XOAUTH2")
     try:
         with pytest.raises(AuthorizationFailed, match="status=invalid_token"):
-            logintest.test_smtp("127.0.0.1", server.port, USER, "tok",
-                                tls_mode="plain", report=Lines(), deadline=soon())  # fmt: skip
+            logintest.test_smtp(
+                "127.0.0.1",
+                server.port,
+                USER,
+                "tok",
+                tls_mode="plain",
+                report=Lines(),
+                deadline=soon(),
+            )
     finally:
         server.close()
     assert server.received[1].startswith(b"AUTH OAUTHBEARER bixhPWFsaWNl")  # "n,a=alice"
@@ -333,8 +405,15 @@ def test_a_server_silent_after_auth_hits_the_deadline() -> None:
     started = time.monotonic()
     try:
         with pytest.raises(ProviderError, match="did not answer in time \\(AUTH\\)"):
-            logintest.test_smtp("127.0.0.1", server.port, USER, "tok",
-                                tls_mode="plain", report=Lines(), deadline=soon(0.5))  # fmt: skip
+            logintest.test_smtp(
+                "127.0.0.1",
+                server.port,
+                USER,
+                "tok",
+                tls_mode="plain",
+                report=Lines(),
+                deadline=soon(0.5),
+            )
     finally:
         server.close()
     assert time.monotonic() - started < 3

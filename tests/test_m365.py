@@ -39,12 +39,20 @@ def test_admin_consent_url_has_the_documented_shape() -> None:
 
 @pytest.mark.parametrize(
     ("cloud", "host"),
-    [("global", "login.microsoftonline.com"), ("usgov", "login.microsoftonline.us"),
-     ("china", "login.partner.microsoftonline.cn")],
-)  # fmt: skip
+    [
+        ("global", "login.microsoftonline.com"),
+        ("usgov", "login.microsoftonline.us"),
+        ("china", "login.partner.microsoftonline.cn"),
+    ],
+)
 def test_clouds_choose_the_authority(cloud: str, host: str) -> None:
-    url = m365.admin_consent_url(client_id="c", tenant="organizations", scopes=["openid"],
-                                 redirect_uri="http://localhost", cloud_name=cloud)  # fmt: skip
+    url = m365.admin_consent_url(
+        client_id="c",
+        tenant="organizations",
+        scopes=["openid"],
+        redirect_uri="http://localhost",
+        cloud_name=cloud,
+    )
     assert urlsplit(url).netloc == host
     assert parse_qs(urlsplit(url).query)["state"][0]  # random when not given
 
@@ -52,8 +60,9 @@ def test_clouds_choose_the_authority(cloud: str, host: str) -> None:
 @pytest.mark.parametrize("tenant", ["common", "consumers", "", "a/b"])
 def test_admin_consent_needs_an_organization(tenant: str) -> None:
     with pytest.raises(UsageError, match="tenant"):
-        m365.admin_consent_url(client_id="c", tenant=tenant, scopes=SCOPES,
-                               redirect_uri="http://localhost")  # fmt: skip
+        m365.admin_consent_url(
+            client_id="c", tenant=tenant, scopes=SCOPES, redirect_uri="http://localhost"
+        )
 
 
 def test_admin_consent_needs_scopes_and_client() -> None:
@@ -66,12 +75,19 @@ def test_admin_consent_needs_scopes_and_client() -> None:
 def test_consent_text_lists_each_permission_with_what_it_allows() -> None:
     ms = get_service("microsoft")
     scopes = [*SCOPES, "https://outlook.office365.com/.default", "Made.Up"]
-    text = m365.consent_text(url="https://link", client_id="c-1", tenant="contoso.com",
-                             scopes=scopes, descriptions=ms.scopes)  # fmt: skip
+    text = m365.consent_text(
+        url="https://link",
+        client_id="c-1",
+        tenant="contoso.com",
+        scopes=scopes,
+        descriptions=ms.scopes,
+    )
     lines = text.splitlines()
     assert lines[0] == "https://link"
-    assert "  - https://outlook.office.com/IMAP.AccessAsUser.All: Outlook: read and write the " \
-        "mailbox over IMAP" in lines  # fmt: skip
+    assert (
+        "  - https://outlook.office.com/IMAP.AccessAsUser.All: Outlook: read and write the "
+        "mailbox over IMAP" in lines
+    )
     assert (
         "  - offline_access: Keep access: lets oauthtok refresh without asking you again" in lines
     )
@@ -110,8 +126,12 @@ def test_the_catalog_endpoints_follow_the_cloud(cloud: str) -> None:
 
 
 def test_translate_scopes() -> None:
-    scopes = ("openid", "https://graph.microsoft.com/Mail.Read",
-              "https://outlook.office.com/SMTP.Send", "https://outlook.office365.com/.default")  # fmt: skip
+    scopes = (
+        "openid",
+        "https://graph.microsoft.com/Mail.Read",
+        "https://outlook.office.com/SMTP.Send",
+        "https://outlook.office365.com/.default",
+    )
     assert m365.translate_scopes(scopes, "china") == (
         "openid",
         "https://microsoftgraph.chinacloudapi.cn/Mail.Read",

@@ -206,6 +206,16 @@ def test_the_result_never_holds_the_token_or_signature() -> None:
     assert token.split(".")[2] not in text and token not in text
 
 
+def test_account_hint_for_the_sasl_user() -> None:
+    access = make(microsoft(aud="https://outlook.office.com", upn="alice@contoso.com"))
+    id_token = make({"preferred_username": "Alice@Contoso.com", "sub": "x"})
+    assert jwtinfo.account_hint(access, id_token) == "Alice@Contoso.com"
+    assert jwtinfo.account_hint(access) == "alice@contoso.com"
+    assert jwtinfo.account_hint(make({"sub": "248289761001"})) is None  # not an address
+    assert jwtinfo.account_hint("opaque-token", None) is None
+    assert jwtinfo.account_hint(make({"email": "a\x01b@x.example"})) is None
+
+
 # -- against the Authlib server -----------------------------------------------------------------
 
 
@@ -286,3 +296,17 @@ def test_introspection_refused_or_unreachable(idp: authserver.TestAuthServer) ->
             ClientAuth("app", "app-secret", "client_secret_basic"),
             time.monotonic() + 5,
         )
+
+
+def test_decoding_is_stdlib_only() -> None:
+    """`token --format` may need the account on the fast path: no heavy imports."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import oauthtok.jwtinfo; "
+        "print([m for m in ('httpx', 'typer', 'rich', 'keyring', 'jwt', 'cryptography') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

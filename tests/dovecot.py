@@ -14,6 +14,7 @@ OAUTHTOK_REQUIRE_DOVECOT=1 (CI) turns that into a failure.
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import pwd
 import shutil
@@ -138,6 +139,7 @@ protocols = imap submission
 listen = 127.0.0.1
 default_internal_user = {internal}
 default_login_user = {login}
+{"" if os.geteuid() == 0 else f"default_internal_group = {grp.getgrgid(gid).gr_name}"}
 first_valid_uid = {uid}
 first_valid_gid = {gid}
 hostname = mail.example.test
@@ -161,7 +163,9 @@ userdb {{
   driver = static
   args = uid={uid} gid={gid} home={self.folder}/home/%u
 }}
+# no chroot: an unprivileged Dovecot cannot chroot (and tests need none)
 service imap-login {{
+  chroot =
   inet_listener imap {{
     port = {self.imap_port}
   }}
@@ -171,6 +175,7 @@ service imap-login {{
   }}
 }}
 service submission-login {{
+  chroot =
   inet_listener submission {{
     port = {self.submission_port}
   }}
@@ -205,8 +210,10 @@ service anvil {{
         self._wait_ready()
 
     def _wait_ready(self) -> None:
+        """Until the login processes greet on the plaintext ports (the TLS ports are the
+        same processes); a listener alone is not enough, the master opens those."""
         deadline = time.monotonic() + START_TIMEOUT
-        pending = [self.imap_port, self.imaps_port, self.submission_port, self.submissions_port]
+        pending = [(self.imap_port, b"* OK"), (self.submission_port, b"220 ")]
         while pending:
             assert self.process is not None
             if self.process.poll() is not None:
@@ -214,11 +221,15 @@ service anvil {{
             if time.monotonic() > deadline:
                 self.stop()
                 raise Unavailable(f"dovecot did not listen within {START_TIMEOUT} s: {self.why()}")
+            port, greeting = pending[0]
             try:
-                with socket.create_connection(("127.0.0.1", pending[0]), timeout=1):
-                    pending.pop(0)
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    if sock.recv(100).startswith(greeting):
+                        pending.pop(0)
+                        continue
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
 
     def why(self) -> str:
         stderr = (self.folder / "dovecot.stderr").read_text(errors="replace")

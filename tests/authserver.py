@@ -19,7 +19,9 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from authlib.oauth2.rfc8628 import (
     DeviceAuthorizationEndpoint,
@@ -36,9 +38,11 @@ USER_ID = "alice"
 class Client:
     client_id: str
     client_secret: str | None
-    auth_method: str  # client_secret_basic | client_secret_post | none
+    auth_method: str  # client_secret_basic | client_secret_post | none | private_key_jwt
     redirect_uris: list[str]
     scope: str
+    #: private_key_jwt (RFC 7523): the client's public key, PEM
+    public_key_pem: bytes | None = None
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -105,6 +109,8 @@ class Token:
     issued_at: float
     expires_in: int
     revoked: bool = False
+    #: RFC 7662 `username` of the resource owner (what Dovecot's oauth2 passdb compares)
+    username: str | None = None
 
     def check_client(self, client: Client) -> bool:
         return client.client_id == self.client_id
@@ -151,6 +157,15 @@ class Knobs:
     # discovery: which documents exist, and the issuer they claim
     discovery: tuple[str, ...] = ("openid-configuration", "oauth-authorization-server")
     metadata_issuer: str | None = None
+    # introspection (RFC 7662) and the identity tokens carry
+    username: str = "alice@example.test"  # `username` in introspection answers
+    introspection_requests: int = 0
+    #: when set, access tokens are JWTs (RFC 9068 style, HS256 with `jwt_key`) with these
+    #: claims on top of iss/sub/iat/exp/scope; None keeps them opaque ("at-…")
+    jwt_access_tokens: dict[str, Any] | None = None
+    jwt_key: str = "test-signing-key-not-secret-0123456789"
+    #: the claims of each private_key_jwt client assertion the server accepted for checking
+    client_assertions: list[dict[str, Any]] = field(default_factory=list)
 
 
 class TestAuthServer:
@@ -160,6 +175,7 @@ class TestAuthServer:
         self.tokens: dict[str, Token] = {}  # by refresh token
         self.access_tokens: dict[str, Token] = {}
         self.devices: dict[str, DeviceCredentialDict] = {}
+        self.seen_jti: set[str] = set()  # RFC 7523 §3 item 7: each assertion once
         self.knobs = Knobs()
         self.lock = threading.Lock()
         self.app = self._make_app()
@@ -167,7 +183,10 @@ class TestAuthServer:
         self._http = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.port = self._http.server_port
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        # a short poll interval makes stop() quick (shutdown waits for the next poll)
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> TestAuthServer:
@@ -185,8 +204,11 @@ class TestAuthServer:
         auth_method: str,
         scope: str = "mail.read mail.send offline_access profile",
         redirect_uris: tuple[str, ...] = ("http://127.0.0.1/callback",),
+        public_key_pem: bytes | None = None,
     ) -> Client:
-        client = Client(client_id, client_secret, auth_method, list(redirect_uris), scope)
+        client = Client(
+            client_id, client_secret, auth_method, list(redirect_uris), scope, public_key_pem
+        )
         self.clients[client_id] = client
         return client
 
@@ -194,6 +216,29 @@ class TestAuthServer:
         with self.lock:
             for token in self.tokens.values():
                 token.revoked = True
+
+    def revoke_access_token(self, access_token: str) -> None:
+        with self.lock:
+            self.access_tokens[access_token].revoked = True
+
+    def _access_token(self, *, client: Client, grant_type: str, user: Any, scope: str) -> str:
+        claims = self.knobs.jwt_access_tokens
+        if claims is None:
+            return "at-" + generate_token(40)
+        import jwt  # PyJWT, a test dependency (and oauthtok's, for client assertions)
+
+        now = int(time.time())
+        payload = {
+            "iss": self.base_url,
+            "sub": USER_ID,
+            "client_id": client.client_id,
+            "iat": now,
+            "exp": now + self.knobs.expires_in,
+            "jti": generate_token(16),
+            "scope": scope or "",
+            **claims,
+        }
+        return jwt.encode(payload, self.knobs.jwt_key, algorithm="HS256", headers={"typ": "at+jwt"})
 
     # -- the Flask app ----------------------------------------------------------------------
     def _make_app(self) -> Flask:
@@ -204,7 +249,7 @@ class TestAuthServer:
         server.register_token_generator(
             "default",
             BearerTokenGenerator(
-                access_token_generator=lambda **_: "at-" + generate_token(40),
+                access_token_generator=self._access_token,
                 refresh_token_generator=lambda **_: "rt-" + generate_token(40),
                 expires_generator=lambda client, grant_type: self.knobs.expires_in,
             ),
@@ -212,7 +257,12 @@ class TestAuthServer:
         outer = self
 
         class CodeGrant(grants.AuthorizationCodeGrant):
-            TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+            TOKEN_ENDPOINT_AUTH_METHODS = (
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+                "private_key_jwt",
+            )
 
             def save_authorization_code(self, code: str, req: Any) -> None:
                 outer.codes[code] = AuthCode(
@@ -235,7 +285,12 @@ class TestAuthServer:
                 return USER_ID
 
         class RefreshGrant(grants.RefreshTokenGrant):
-            TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+            TOKEN_ENDPOINT_AUTH_METHODS = (
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+                "private_key_jwt",
+            )
 
             @property
             def INCLUDE_NEW_REFRESH_TOKEN(self) -> bool:
@@ -255,7 +310,11 @@ class TestAuthServer:
                     credential.revoked = True
 
         class ClientCredentials(grants.ClientCredentialsGrant):
-            TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+            TOKEN_ENDPOINT_AUTH_METHODS = (
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+            )
 
         class DeviceEndpoint(DeviceAuthorizationEndpoint):
             INTERVAL = 1
@@ -290,7 +349,12 @@ class TestAuthServer:
                 return outer.knobs.device_slow_down_once and credential["polls"] == 1
 
         class Revocation(RevocationEndpoint):
-            CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+            CLIENT_AUTH_METHODS = (
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+                "private_key_jwt",
+            )
 
             def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
                 return outer.tokens.get(token_string) or outer.access_tokens.get(token_string)
@@ -305,6 +369,64 @@ class TestAuthServer:
         server.register_grant(DeviceGrant)
         server.register_endpoint(DeviceEndpoint)
         server.register_endpoint(Revocation)
+
+        class Introspection(IntrospectionEndpoint):
+            # a resource server (Dovecot) authenticates as a client of its own
+            CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
+
+            def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+                return outer.access_tokens.get(token_string) or outer.tokens.get(token_string)
+
+            def check_permission(self, token: Token, client: Client, request: Any) -> bool:
+                return True  # any authenticated client may ask (RFC 7662 §2.1 leaves it open)
+
+            def introspect_token(self, token: Token) -> dict[str, Any]:
+                return {
+                    "active": True,
+                    "client_id": token.client_id,
+                    "token_type": "Bearer",
+                    "scope": token.scope,
+                    "username": token.username or USER_ID,
+                    "sub": USER_ID,
+                    "iss": outer.base_url,
+                    "iat": int(token.issued_at),
+                    "exp": int(token.issued_at + token.expires_in),
+                }
+
+        server.register_endpoint(Introspection)
+
+        class PrivateKeyJWT(JWTBearerClientAssertion):
+            """RFC 7523 §2.2 client authentication, verified by Authlib (joserfc)."""
+
+            CLIENT_AUTH_METHOD = "private_key_jwt"
+
+            def get_audiences(self) -> list[str]:
+                return [f"{outer.base_url}/token"]
+
+            def validate_jti(self, claims: Any, jti: str) -> bool:
+                # called once the signature checked out
+                outer.knobs.client_assertions.append(dict(claims))
+                if jti in outer.seen_jti:
+                    return False
+                outer.seen_jti.add(jti)
+                return True
+
+            def resolve_client_public_key(self, client: Client) -> Any:
+                from cryptography.hazmat.primitives.asymmetric import rsa
+                from cryptography.hazmat.primitives.serialization import load_pem_public_key
+                from joserfc.jwk import ECKey, RSAKey
+
+                pem = client.public_key_pem or b""
+                kind = RSAKey if isinstance(load_pem_public_key(pem), rsa.RSAPublicKey) else ECKey
+                return kind.import_key(pem)
+
+        server.register_client_auth_method(PrivateKeyJWT.CLIENT_AUTH_METHOD, PrivateKeyJWT())
+
+        @app.post("/introspect")
+        def introspect() -> Any:
+            with self.lock:
+                self.knobs.introspection_requests += 1
+                return server.create_endpoint_response("introspection")
 
         @app.post("/device_authorization")
         def device_authorization() -> Any:
@@ -327,6 +449,7 @@ class TestAuthServer:
                 token_endpoint=f"{self.base_url}/token",
                 device_authorization_endpoint=f"{self.base_url}/device_authorization",
                 revocation_endpoint=f"{self.base_url}/revoke",
+                introspection_endpoint=f"{self.base_url}/introspect",
                 response_types_supported=["code"],
                 grant_types_supported=["authorization_code", "refresh_token"],
                 code_challenge_methods_supported=["S256"],
@@ -382,6 +505,7 @@ class TestAuthServer:
             scope=token.get("scope", ""),
             issued_at=time.time(),
             expires_in=token.get("expires_in", 0),
+            username=self.knobs.username,
         )
         if refresh:
             self.tokens[refresh] = item

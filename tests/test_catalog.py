@@ -51,7 +51,10 @@ def test_bundled_presets() -> None:
         "https://outlook.office.com/SMTP.Send",
     ):
         assert scope in ms.scopes, scope
-    assert ms.params == {"tenant": "common"} and ms.refresh_scope == "offline_access"
+    assert (
+        ms.params == {"tenant": "common", "authority": "login.microsoftonline.com"}
+        and ms.refresh_scope == "offline_access"
+    )
     assert "http://localhost" in ms.help and "AADSTS50011" in ms.help
     google = catalog["google"]
     assert "https://mail.google.com/" in google.scopes

@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from oauthtok import m365
+from oauthtok.catalog import get_service, resolve_endpoints
 from oauthtok.errors import UsageError
-from oauthtok.services import get_service, resolve_endpoints
 
 SCOPES = ("offline_access", "https://outlook.office.com/IMAP.AccessAsUser.All")
 

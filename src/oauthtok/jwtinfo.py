@@ -337,7 +337,7 @@ def introspect(
     `time.monotonic()` value; the answer is capped at 64 KiB."""
     import httpx
 
-    from oauthtok.oauth import describe_error
+    from oauthtok.oauth import OAuthError
 
     host = urlsplit(url).netloc
     left = deadline - time.monotonic()
@@ -375,7 +375,11 @@ def introspect(
     if not isinstance(data, dict):
         raise ProviderError(f"{host} answered HTTP {response.status_code} without a JSON object")
     if response.status_code != 200 or data.get("error"):
-        detail = describe_error(data) if data.get("error") else f"HTTP {response.status_code}"
+        detail = (
+            str(OAuthError(str(data["error"]), str(data.get("error_description") or "")))
+            if data.get("error")
+            else f"HTTP {response.status_code}"
+        )
         raise ProviderError(f"{host} refused the introspection ({detail})")
     if data.get("active") is not True:
         return TokenInfo(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from oauthtok.errors import ProviderError
@@ -298,8 +297,7 @@ def parse_seconds(value: object, *, default: float, low: float, high: float) -> 
 
 
 # -- a whole token response -----------------------------------------------------------------
-@dataclass(frozen=True)
-class CheckedTokens:
+class CheckedTokens(NamedTuple):
     """The parts of a successful token response (RFC 6749 §5.1), each checked."""
 
     access_token: str

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from oauthtok.errors import ProviderError
@@ -40,9 +40,9 @@ MAX_LIFETIME = 10 * 365 * 24 * 3600.0
 
 # Line breaks and tabs: a one-line message stays one line (terminal_text), a block keeps its
 # line feeds (terminal_block). Either way the text on both sides stays visible.
-_BREAKS = re.compile(r"[\t\n\r\v\f]+")
+_BREAKS = r"[\t\n\r\v\f]+"
 # ASCII that can do harm: C0 controls (ESC starts every escape sequence) and DEL.
-_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ASCII_CONTROL = r"[\x00-\x1f\x7f]"
 # Unicode categories shown as escapes: controls (C0, C1), format characters (bidi embeddings,
 # overrides and isolates, the marks U+200E/F and U+061C, zero-width space/joiners, word joiner,
 # BOM, tags), surrogates (unprintable), line/paragraph separators (some terminals break the
@@ -71,15 +71,15 @@ def _as_text(value: object) -> str:
         return f"<{type(value).__name__} too long to show>"
 
 
-_AN_ESCAPE = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
+_AN_ESCAPE = r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})"
 
 
 def _render(text: str) -> str:
     """Every hidden character as a visible escape."""
     if text.isascii():
-        if not _ASCII_CONTROL.search(text):
+        if text.isprintable():  # for ASCII: no C0 control, no DEL
             return text
-        return _ASCII_CONTROL.sub(lambda m: _escape(m.group()), text)
+        return re.sub(_ASCII_CONTROL, lambda m: _escape(m.group()), text)
     import unicodedata  # lazily: most provider text is ASCII, and the fast path stays light
 
     category = unicodedata.category
@@ -93,7 +93,7 @@ def _cut(out: str, cap: int | None) -> str:
     cut = out[: max(cap, 0)]
     start = cut.rfind("\\", max(0, len(cut) - 9))
     if start != -1:
-        whole = _AN_ESCAPE.match(out, start)
+        whole = re.compile(_AN_ESCAPE).match(out, start)
         if whole and whole.end() > len(cut):
             cut = cut[:start]
     return cut + ELLIPSIS
@@ -116,7 +116,7 @@ def terminal_text(value: object, cap: int | None = TEXT_CAP) -> str:
     """
     text = _as_text(value)
     if "\t" in text or "\n" in text or "\r" in text or "\v" in text or "\f" in text:
-        text = _BREAKS.sub(" ", text)
+        text = re.sub(_BREAKS, " ", text)
     if cap is not None:
         text = text[: cap + 1]  # each character renders to one or more: enough to know the cut
     return _cut(_render(text), cap)
@@ -138,21 +138,33 @@ def terminal_block(value: object, cap: int | None = BLOCK_CAP) -> str:
 # -- token responses ------------------------------------------------------------------------
 # RFC 6749 Appendix A: VSCHAR = %x20-7E, NQCHAR = %x21 / %x23-5B / %x5D-7E,
 # type-name = 1*name-char, name-char = "-" / "." / "_" / DIGIT / ALPHA.
-_VCHAR = re.compile(r"[\x21-\x7e]+")
-_VSCHAR = re.compile(r"[\x20-\x7e]+")
-_NQCHAR = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-_TYPE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Plain str predicates, not regular expressions: the fast path checks a stored token cheaply.
+def _vschar(text: str) -> bool:
+    return text.isascii() and text.isprintable()  # %x20-7E
 
 
-def _where(value: str, allowed: re.Pattern[str]) -> str:
+def _vchar(text: str) -> bool:
+    return _vschar(text) and " " not in text  # %x21-7E
+
+
+def _nqchar(text: str) -> bool:
+    return _vchar(text) and '"' not in text and "\\" not in text
+
+
+def _type_name(text: str) -> bool:
+    bare = text.replace("-", "").replace(".", "").replace("_", "")
+    return 0 < len(text) <= 64 and text.isascii() and (bare == "" or bare.isalnum())
+
+
+def _where(value: str, allowed: Callable[[str], bool]) -> str:
     """Where a value breaks its grammar, without showing the value (it may be a secret)."""
     for i, char in enumerate(value):
-        if not allowed.fullmatch(char):
+        if not allowed(char):
             return f"U+{ord(char):04X} at position {i + 1}"
     return "an empty value"
 
 
-def _check_token(value: object, field: str, allowed: re.Pattern[str]) -> str:
+def _check_token(value: object, field: str, allowed: Callable[[str], bool]) -> str:
     if not isinstance(value, str):
         kind = "missing" if value is None else f"a {type(value).__name__}, not a string"
         raise ProviderError(f"the provider's {field} is {kind}; nothing was saved")
@@ -163,7 +175,7 @@ def _check_token(value: object, field: str, allowed: re.Pattern[str]) -> str:
             f"the provider's {field} is {len(value)} characters long (at most "
             f"{MAX_TOKEN_LENGTH} accepted); nothing was saved"
         )
-    if not allowed.fullmatch(value):
+    if not allowed(value):
         raise ProviderError(
             f"the provider's {field} holds a character no token may hold "
             f"({_where(value, allowed)}); nothing was saved"
@@ -180,7 +192,7 @@ def check_access_token(value: object) -> str:
     providers), Google's `ya29.` and GitHub's `gho_` tokens all pass. What matters for safety is
     that no control character, space or non-ASCII character gets through. Raises ProviderError.
     """
-    return _check_token(value, "access_token", _VCHAR)
+    return _check_token(value, "access_token", _vchar)
 
 
 def check_refresh_token(value: object) -> str:
@@ -189,12 +201,12 @@ def check_refresh_token(value: object) -> str:
     It is only ever sent in a form body, so the space the RFC allows is harmless. Amazon's
     begin `Atzr|`. Raises ProviderError.
     """
-    return _check_token(value, "refresh_token", _VSCHAR)
+    return _check_token(value, "refresh_token", _vschar)
 
 
 def check_id_token(value: object) -> str:
     """An OpenID Connect ID token: a JWT, so visible ASCII like an access token."""
-    return _check_token(value, "id_token", _VCHAR)
+    return _check_token(value, "id_token", _vchar)
 
 
 def check_token_type(value: object) -> str:
@@ -205,7 +217,7 @@ def check_token_type(value: object) -> str:
     """
     if value is None or value == "":
         return "Bearer"
-    if not isinstance(value, str) or not _TYPE_NAME.fullmatch(value):
+    if not isinstance(value, str) or not _type_name(value):
         raise ProviderError(
             f"the provider's token_type {_quoted(value, 40)} is not a single token "
             "type; nothing was saved"
@@ -215,7 +227,7 @@ def check_token_type(value: object) -> str:
 
 def check_scope_token(value: object) -> str:
     """One scope-token (RFC 6749 §3.3: 1*NQCHAR, i.e. visible ASCII but `"` and `\\`)."""
-    if not isinstance(value, str) or not value or not _NQCHAR.fullmatch(value):
+    if not isinstance(value, str) or not value or not _nqchar(value):
         raise ProviderError(
             f"the provider granted a scope {_quoted(value, 60)} that is not a "
             "scope-token (RFC 6749 §3.3); nothing was saved"
@@ -235,11 +247,11 @@ def split_scope(value: object) -> tuple[str, ...] | None:
         raise ProviderError(
             f"the provider's scope is a {type(value).__name__}, not a string; nothing was saved"
         )
-    return tuple(check_scope_token(part) for part in re.split(r"[ ,]+", value) if part)
+    return tuple(check_scope_token(part) for part in value.replace(",", " ").split(" ") if part)
 
 
 # -- lifetimes ------------------------------------------------------------------------------
-_DECIMAL = re.compile(r" *[+-]?[0-9]{1,30}(\.[0-9]{0,30})? *")
+_DECIMAL = r" *[+-]?[0-9]{1,30}(\.[0-9]{0,30})? *"
 
 
 class Lifetime(NamedTuple):
@@ -257,7 +269,7 @@ def _number(value: object) -> float | None:
         return float(value) if abs(value) < 10**308 else (math.inf if value > 0 else -math.inf)
     if isinstance(value, float):
         return value
-    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+    if isinstance(value, str) and re.fullmatch(_DECIMAL, value):
         return float(value)
     return None
 

@@ -150,6 +150,20 @@ def test_trickled_body_ends_at_the_deadline(client: httpx.Client) -> None:
     assert "did not answer in time" in str(error) and took < 1.0 + SLACK
 
 
+def test_another_client_is_still_bounded_once_the_headers_are_in() -> None:
+    """`send` checks the deadline between body chunks too, for a client it did not make."""
+
+    def handle(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n{")
+        until_closed(conn, forever(b" "), pause=0.05)
+
+    with RawServer(handle) as server, httpx.Client() as plain:
+        url = f"http://127.0.0.1:{server.port}/"
+        error, took = timed(lambda: send(plain, "GET", url, deadline_s=1.0))
+    assert "timed out after 1 s" in str(error) and took < 1.0 + SLACK
+
+
 def test_silent_server_and_silent_tls_end_at_the_deadline(client: httpx.Client) -> None:
     release = threading.Event()
 

@@ -166,19 +166,40 @@ def test_thread_cap_keeps_the_callback_working() -> None:
         port = listener.port or 0
         server = listener._servers[0]
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3 * MAX_CONNECTIONS)]
-        deadline = time.monotonic() + 5
-        while len(server._live) < MAX_CONNECTIONS and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.2)  # let the server take every connection it is going to take
-        assert len(server._live) <= MAX_CONNECTIONS
         started = time.monotonic()
+        # accepted after every idle connection before it
         assert get(port, "/cb?code=c&state=st")[0] == 200
         assert time.monotonic() - started < 2
+        assert len(server._live) <= MAX_CONNECTIONS
         assert listener.wait(1).code == "c"
         # the oldest were hung up to make room: they read end-of-file
         idle[0].settimeout(2)
         assert idle[0].recv(10) == b""
         for sock in idle:
+            sock.close()
+
+
+def test_when_no_thread_frees_up_a_new_connection_is_closed_at_once() -> None:
+    stuck = threading.Event()
+
+    def slow_check(params: Mapping[str, str]) -> None:
+        stuck.wait(10)  # a check that hangs: hanging up its connection does not free it
+
+    with LoopbackListener("http://127.0.0.1/cb", state="st", check=slow_check) as listener:
+        port = listener.port or 0
+        busy = []
+        for _ in range(MAX_CONNECTIONS):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"GET /cb?code=c&state=st HTTP/1.1\r\n\r\n")
+            busy.append(sock)
+        extra = socket.create_connection(("127.0.0.1", port))
+        extra.settimeout(3)
+        started = time.monotonic()
+        assert extra.recv(10) == b""  # closed without a thread
+        assert time.monotonic() - started < 1.5
+        assert len(listener._servers[0]._live) <= MAX_CONNECTIONS
+        stuck.set()
+        for sock in [*busy, extra]:
             sock.close()
 
 

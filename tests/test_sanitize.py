@@ -275,7 +275,7 @@ JSON_VALUES = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(JSON_VALUES)
 def test_fuzz_expires_in_never_fails(value: object) -> None:
     seconds, note = parse_expires_in(value)

@@ -28,7 +28,6 @@ import errno
 import json
 import os
 import socket
-import ssl
 import threading
 import time
 import zlib
@@ -41,6 +40,8 @@ from oauthtok.errors import CatalogError, ProviderError
 from oauthtok.sanitize import terminal_text
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpcore
     import httpx
 
@@ -283,6 +284,8 @@ def _decoder(encoding: str, host: str) -> Callable[[bytes, int], bytes] | None:
 
 def transport_error(exc: BaseException, host: str) -> ProviderError:
     """One line for a failure below HTTP, naming the host and what to check."""
+    import ssl
+
     import httpx
 
     causes = list(_causes(exc))
@@ -341,6 +344,8 @@ def tls_context() -> ssl.SSLContext:
 
     Raises CatalogError (exit 7: configuration) when a set variable names nothing usable.
     """
+    import ssl
+
     cafile = os.environ.get("SSL_CERT_FILE") or None
     capath = os.environ.get("SSL_CERT_DIR") or None
     if cafile is None and capath is None:

@@ -1,24 +1,53 @@
 """The temporary redirect listener of RFC 8252 §7.3, and nothing else.
 
 Bound to loopback only (127.0.0.1, and ::1 too when the redirect host is `localhost`), on a free
-port unless the redirect URI pins one. Each connection gets its own thread with a socket
-timeout, so an idle pre-connection from the browser cannot block the real callback. Requests
-for other paths get 404, requests without the right `state` get 400, and the wait goes on.
+port unless the redirect URI pins one. Each connection gets its own thread, so an idle
+pre-connection from the browser cannot block the real callback. Requests for other paths get
+404, requests without the right `state` get 400, and the wait goes on.
+
+Whatever else connects to the port cannot disturb it, or the terminal:
+
+* it is silent: no log line (the request line carries the authorization code) and no traceback
+  for a peer that resets the connection or sends garbage;
+* at most MAX_CONNECTIONS handler threads: when all are taken, the oldest connection is hung
+  up to make room (so a peer holding idle connections cannot keep the browser out), and if
+  none frees up at once, the new connection is closed;
+* each connection has CONNECTION_DEADLINE_S in total (not per read): a peer trickling bytes
+  loses its thread then, and never holds the wait, which has its own timeout.
+
+Once the state matches, an optional `check` decides whether the answer may be used (the RFC
+9207 `iss` check plugs in here): when it refuses, the browser page says sign-in failed and
+`wait()` raises the check's error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hmac
 import html
 import socket
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from oauthtok.errors import AuthorizationFailed
+from oauthtok.errors import AuthorizationFailed, OauthtokError
+from oauthtok.sanitize import terminal_text
+
+#: handler threads at most, per listening socket
+MAX_CONNECTIONS = 16
+#: the whole life of one connection, from accept to close
+CONNECTION_DEADLINE_S = 10.0
+#: the `error` of the Callback that `offer` returns for an answer the check refused
+REFUSED = "oauthtok_refused"
+
+#: decides whether a redirect whose state matched may be used; it gets the query parameters
+#: and raises (an OauthtokError such as AuthorizationFailed, with the line to show) to refuse
+Check = Callable[[Mapping[str, str]], None]
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>oauthtok: {title}</title>
@@ -34,6 +63,8 @@ class Callback:
     code: str | None = None
     error: str | None = None
     error_description: str | None = None
+    #: the issuer the response names (RFC 9207), when it names one
+    iss: str | None = None
 
     def __repr__(self) -> str:  # the code is a secret until exchanged
         return f"Callback(error={self.error!r})"
@@ -42,10 +73,16 @@ class Callback:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = False
+    # a burst of connections (a browser's pre-connections, or a flood) waits in the kernel's
+    # queue instead of being dropped into a second-long SYN retry
+    request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], family: int, listener: LoopbackListener):
         self.address_family = family
         self.listener = listener
+        #: open connections and their deadlines, oldest first
+        self._live: dict[socket.socket, float] = {}
+        self._room = threading.Condition()
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -53,9 +90,56 @@ class _Server(ThreadingHTTPServer):
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         super().server_bind()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Silent: a peer that resets the connection or sends garbage is no news, and the
+        default traceback on stderr could end up in someone's terminal or log."""
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread for the connection, within MAX_CONNECTIONS (see the module docstring)."""
+        with self._room:
+            if len(self._live) >= MAX_CONNECTIONS:
+                _hang_up(next(iter(self._live)))  # the oldest: its thread ends at once
+                self._room.wait_for(lambda: len(self._live) < MAX_CONNECTIONS, timeout=0.5)
+            admitted = len(self._live) < MAX_CONNECTIONS
+            if admitted:
+                self._live[request] = time.monotonic() + CONNECTION_DEADLINE_S
+        if not admitted:
+            self.shutdown_request(request)
+            return
+        thread = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address), daemon=True
+        )
+        thread.start()
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._room:
+            # forgotten before it is closed: _hang_up never touches a closed socket
+            self._live.pop(request, None)
+            self._room.notify_all()
+        super().shutdown_request(request)
+
+    def service_actions(self) -> None:
+        """Called by serve_forever at every poll: hang up connections past their deadline."""
+        now = time.monotonic()
+        with self._room:
+            for connection, deadline in self._live.items():
+                if deadline <= now:
+                    _hang_up(connection)
+
+    def hang_up_all(self) -> None:
+        with self._room:
+            for connection in self._live:
+                _hang_up(connection)
+
+
+def _hang_up(connection: socket.socket) -> None:
+    """Wake the connection's thread: its blocked read returns end-of-file, a write fails."""
+    with contextlib.suppress(OSError):
+        connection.shutdown(socket.SHUT_RDWR)
+
 
 class _Handler(BaseHTTPRequestHandler):
-    timeout = 10  # per connection: an idle pre-connection gives up, the others go on
+    timeout = CONNECTION_DEADLINE_S  # per read; the server also ends each connection by then
     server: _Server
     server_version = "oauthtok"
     sys_version = ""
@@ -81,17 +165,21 @@ class _Handler(BaseHTTPRequestHandler):
 class LoopbackListener:
     """Use as a context manager: `start()` on enter, `close()` on every exit path."""
 
-    def __init__(self, redirect_uri: str, state: str | None = None) -> None:
+    def __init__(
+        self, redirect_uri: str, state: str | None = None, check: Check | None = None
+    ) -> None:
         parts = urlsplit(redirect_uri)
         self._host = (parts.hostname or "127.0.0.1").lower()
         self._port = parts.port or 0
         self._path = parts.path or "/"
-        self._scheme_host = parts.hostname
         self.state = state
+        #: see `Check`; may be set after start(), like `state`
+        self.check = check
         self._servers: list[_Server] = []
         self._threads: list[threading.Thread] = []
         self._done = threading.Event()
         self._result: Callback | None = None
+        self._failure: BaseException | None = None
         self._lock = threading.Lock()
         self.port: int | None = None
 
@@ -161,6 +249,7 @@ class LoopbackListener:
     def close(self) -> None:
         for server in self._servers:
             server.shutdown()
+            server.hang_up_all()
         for thread in self._threads:
             thread.join(timeout=5)
         self._close_servers()
@@ -168,7 +257,9 @@ class LoopbackListener:
 
     # -- waiting ----------------------------------------------------------------------------
     def wait(self, timeout: float) -> Callback:
-        """Block until a valid redirect arrives; Ctrl-C interrupts (KeyboardInterrupt)."""
+        """Block until a redirect with the right state arrives, and return it; Ctrl-C
+        interrupts (KeyboardInterrupt). Raises what the check raised when it refused the
+        redirect, and AuthorizationFailed when the timeout passes first."""
         deadline = time.monotonic() + timeout
         while not self._done.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
             if time.monotonic() >= deadline:
@@ -176,29 +267,55 @@ class LoopbackListener:
                     f"no answer from the browser within {timeout:g} s; run the command again "
                     "(or raise --timeout)"
                 )
+        if self._failure is not None:
+            raise self._failure
         assert self._result is not None
         return self._result
 
     def offer(self, query: str) -> Callback | None:
-        """Check a redirect's query string; record and return it when its state matches."""
+        """Consider a redirect's query string (from the browser, or pasted).
+
+        None when it is not for this sign-in (no or wrong state) or the sign-in already has its
+        answer: ignore it and go on waiting. Otherwise the answer ends the wait, and this
+        returns its Callback; when the check refused it, that Callback has error REFUSED, no
+        code, and the check's message as error_description, and `wait()` raises the check's
+        error. Never raises itself (a paste-reading thread calls it).
+        """
         params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
         given = params.get("state", "")
         if self.state is None or not hmac.compare_digest(
             given.encode("utf-8", "surrogateescape"), self.state.encode()
         ):
             return None
-        callback = Callback(
-            code=params.get("code") or None,
-            error=params.get("error") or None,
-            error_description=params.get("error_description") or None,
-        )
-        if callback.code is None and callback.error is None:
-            callback = Callback(error="invalid_request", error_description="no code in redirect")
+        if self._done.is_set():
+            return None
+        failure: BaseException | None = None
+        check = self.check
+        if check is not None:
+            try:
+                check(params)
+            except Exception as exc:  # an OauthtokError refuses; anything else is a bug
+                failure = exc
+        if failure is not None:
+            message = failure.message if isinstance(failure, OauthtokError) else None
+            callback = Callback(error=REFUSED, error_description=message)
+        else:
+            callback = Callback(
+                code=params.get("code") or None,
+                error=params.get("error") or None,
+                error_description=params.get("error_description") or None,
+                iss=params.get("iss") or None,
+            )
+            if callback.code is None and callback.error is None:
+                callback = Callback(
+                    error="invalid_request", error_description="no code in redirect"
+                )
         with self._lock:
-            if self._result is not None:
+            if self._done.is_set():
                 return None
             self._result = callback
-        self._done.set()
+            self._failure = failure
+            self._done.set()
         return callback
 
     def _handle(self, request: _Handler) -> None:
@@ -217,10 +334,18 @@ class LoopbackListener:
                 "This answer does not belong to the sign-in oauthtok is waiting for. "
                 "Start again from the terminal.",
             )
+        elif callback.error == REFUSED:
+            reason = _page_text(callback.error_description or "the answer failed a check")
+            request.reply(
+                200,
+                "Sign-in failed",
+                f"oauthtok refused this answer: {reason}. Nothing was saved; return to the "
+                "terminal for what to do next.",
+            )
         elif callback.error:
-            detail = html.escape(callback.error)
+            detail = _page_text(callback.error)
             if callback.error_description:
-                detail += ": " + html.escape(callback.error_description)
+                detail += ": " + _page_text(callback.error_description)
             request.reply(
                 200,
                 "Sign-in failed",
@@ -233,3 +358,9 @@ class LoopbackListener:
                 "oauthtok received the authorization. You can close this tab and return to "
                 "the terminal.",
             )
+
+
+def _page_text(text: str) -> str:
+    """Outside text for the page: bidi and control characters shown as escapes, capped,
+    HTML-escaped."""
+    return html.escape(terminal_text(text))

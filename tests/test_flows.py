@@ -197,6 +197,9 @@ def test_oidc_discovery(auth_server: Any) -> None:
         "authorize_url": f"{issuer}/authorize",
         "device_authorization_url": f"{issuer}/device_authorization",
         "revocation_url": f"{issuer}/revoke",
+        "issuer": issuer,
+        "issuer_pattern": None,
+        "iss_required": False,
     }
 
 

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from oauthtok import paths
 from oauthtok.errors import AuthorizationFailed, CatalogError, ProviderError, UsageError
 from oauthtok.models import Endpoints, Flow, Service, TokenAuth
+from oauthtok.sanitize import terminal_text
 
 if TYPE_CHECKING:
     import httpx
@@ -30,6 +31,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _URL_KEYS = ("authorize_url", "token_url", "device_authorization_url", "revocation_url", "issuer")
 _STRING_KEYS = (
     *_URL_KEYS,
+    "issuer_pattern",
     "title",
     "redirect_uri",
     "refresh_scope",
@@ -39,6 +41,7 @@ _STRING_KEYS = (
 )
 _TABLE_KEYS = ("params", "authorize_params", "scopes", "scope_aliases", "error_hints")
 _LIST_KEYS = ("default_scopes", "scope_prefixes")
+MAX_CATALOG_BYTES = 1_000_000
 KNOWN_KEYS = frozenset((*_STRING_KEYS, *_TABLE_KEYS, *_LIST_KEYS))
 
 
@@ -69,9 +72,14 @@ def catalog_layers() -> list[tuple[str, Path]]:
 def _parse(label: str, path: Path) -> dict[str, Any]:
     where = path if label == BUNDLED else label
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        if len(raw) > MAX_CATALOG_BYTES:
+            raise CatalogError(f"{where}: over {MAX_CATALOG_BYTES // 1000} kB; not a catalog")
+        data = tomllib.loads(raw.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise CatalogError(f"{where}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise CatalogError(f"{where}: nested too deeply to be a catalog") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogError(f"{where}: cannot read the catalog: {exc}") from None
     extra = sorted(set(data) - {"services"})
@@ -175,6 +183,17 @@ def _build(name: str, entry: dict[str, Any], origin: str) -> Service:
         problem = url_problem(sample)
         if problem:
             raise fail(f"{key} {url!r}: {problem}")
+    pattern = entry.get("issuer_pattern")
+    if pattern is not None:
+        unknown = [p for p in _PLACEHOLDER.findall(pattern) if p not in params and "," not in p
+                   and not p.isdigit()]  # fmt: skip
+        if unknown:
+            raise fail(f"issuer_pattern uses unknown placeholder {{{unknown[0]}}}")
+        try:
+            re.compile(_PLACEHOLDER.sub(lambda m: m.group(0) if m.group(1) not in params else
+                                        "x", pattern))  # fmt: skip
+        except re.error as exc:
+            raise fail(f"issuer_pattern is not a regular expression ({exc})") from None
     redirect = entry.get("redirect_uri", "http://127.0.0.1")
     problem = redirect_uri_problem(redirect)
     if problem:
@@ -186,6 +205,7 @@ def _build(name: str, entry: dict[str, Any], origin: str) -> Service:
         authorize_url=entry.get("authorize_url"),
         token_url=entry.get("token_url"),
         issuer=entry.get("issuer"),
+        issuer_pattern=entry.get("issuer_pattern"),
         device_authorization_url=entry.get("device_authorization_url"),
         revocation_url=entry.get("revocation_url"),
         redirect_uri=redirect,
@@ -278,8 +298,9 @@ def resolve_endpoints(
 ) -> Endpoints:
     """Fill the placeholders (the results are checked again: https unless loopback).
 
-    A service with an `issuer` has its endpoints discovered through `client`; endpoints the
-    catalog lists explicitly take precedence over discovered ones.
+    A service's `issuer` is the identity its authorization responses must carry (RFC 9207).
+    When the catalog does not list both the authorization and the token endpoint, the rest are
+    discovered from the issuer's metadata through `client`; listed endpoints win.
     """
     fill = _filler(service, params)
     listed = {
@@ -288,14 +309,27 @@ def resolve_endpoints(
         "device_authorization_url": fill(service.device_authorization_url),
         "revocation_url": fill(service.revocation_url),
     }
-    if service.issuer:
+    issuer = fill(service.issuer)
+    pattern = None
+    if service.issuer_pattern:
+        values = resolve_params(service, params)
+        pattern = _PLACEHOLDER.sub(
+            lambda m: re.escape(values[m.group(1)]) if m.group(1) in values else m.group(0),
+            service.issuer_pattern,
+        )
+    iss_required = False
+    if issuer and not (listed["authorize_url"] and listed["token_url"]):
         if client is None:
             raise ValueError("discovery needs an HTTP client")
-        found = discover_endpoints(client, fill(service.issuer) or "")
+        found = discover_endpoints(client, issuer)
         listed = {k: v or getattr(found, k) for k, v in listed.items()}
+        iss_required = found.iss_required
     token_url = listed.pop("token_url")
     assert token_url is not None  # validated at load time, or discovered
-    return Endpoints(token_url=token_url, **listed)
+    return Endpoints(
+        token_url=token_url, issuer=issuer, issuer_pattern=pattern, iss_required=iss_required,
+        **listed,
+    )  # fmt: skip
 
 
 def well_known_urls(issuer: str) -> list[str]:
@@ -310,30 +344,23 @@ def well_known_urls(issuer: str) -> list[str]:
 
 
 def discover_endpoints(client: httpx.Client, issuer: str) -> Endpoints:
-    """Read the provider's metadata; refuse a document that names another issuer."""
-    import httpx
+    """Read the provider's metadata (bounded: `netio`); refuse a document that names another
+    issuer."""
+    from oauthtok import netio
 
     document: dict[str, Any] | None = None
     tried = []
     for url in well_known_urls(issuer):
         tried.append(url)
         try:
-            response = client.get(url, headers={"Accept": "application/json"})
-        except httpx.HTTPError as exc:
-            raise ProviderError(
-                f"cannot reach {urlsplit(url).netloc} for discovery ({type(exc).__name__}); "
-                "check the network and the issuer, then retry"
-            ) from None
-        if response.status_code == 200:
-            try:
-                document = response.json()
-            except ValueError:
-                document = None
-            if isinstance(document, dict):
-                break
-            raise ProviderError(f"{url} is not a JSON metadata document")
-        if response.status_code >= 500:
-            raise ProviderError(f"{url} answered HTTP {response.status_code}; retry later")
+            reply = netio.send(client, "GET", url, headers={"Accept": "application/json"})
+        except ProviderError as exc:
+            raise ProviderError(f"discovery failed: {exc}; check the issuer, then retry") from None
+        if reply.status == 200:
+            document = reply.json()
+            break
+        if reply.status >= 500:
+            raise ProviderError(f"{url} answered HTTP {reply.status}; retry later")
     if document is None:
         raise AuthorizationFailed(
             f"no discovery document for issuer {issuer!r} (tried {', '.join(tried)}); "
@@ -342,7 +369,7 @@ def discover_endpoints(client: httpx.Client, issuer: str) -> Endpoints:
     if document.get("issuer") != issuer:
         raise AuthorizationFailed(
             f"the discovery document of {issuer!r} names another issuer "
-            f"({document.get('issuer')!r}); refusing it (RFC 8414 §3.3)"
+            f"({terminal_text(document.get('issuer'))!r}); refusing it (RFC 8414 §3.3)"
         )
     endpoints: dict[str, str | None] = {}
     for ours, theirs in (
@@ -355,13 +382,16 @@ def discover_endpoints(client: httpx.Client, issuer: str) -> Endpoints:
         if value is not None:
             problem = url_problem(str(value)) if isinstance(value, str) else "not a string"
             if problem:
-                raise AuthorizationFailed(f"discovered {theirs} {value!r}: {problem}")
+                raise AuthorizationFailed(
+                    f"discovered {theirs} {terminal_text(value)!r}: {problem}"
+                )
         endpoints[ours] = value
     if not endpoints["token_url"]:
         raise AuthorizationFailed(f"the discovery document of {issuer!r} has no token_endpoint")
     token_url = endpoints.pop("token_url")
     assert token_url is not None
-    return Endpoints(token_url=token_url, **endpoints)
+    required = document.get("authorization_response_iss_parameter_supported") is True
+    return Endpoints(token_url=token_url, issuer=issuer, iss_required=required, **endpoints)
 
 
 def parse_params(items: Iterable[str]) -> dict[str, str]:

@@ -18,7 +18,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
@@ -41,6 +41,7 @@ from oauthtok.models import (
     TokenRecord,
     TokenSet,
 )
+from oauthtok.sanitize import terminal_text
 from oauthtok.store import TokenStore, new_token_id, validate_name
 
 if TYPE_CHECKING:
@@ -154,6 +155,35 @@ def choose_flow(
         ui.notice(f"No browser can be opened here (SSH session or no display): {how}.")
         return fallback
     return requested
+
+
+def issuer_check(endpoints: Endpoints) -> Callable[[Mapping[str, str]], None]:
+    """The mix-up defence (RFC 9207, RFC 9700 §4.4): an authorization response that says it
+    comes from another issuer than the one this sign-in talks to is refused before its code
+    is sent anywhere; so is one without `iss` when the server promised to always send it."""
+
+    def check(params: Mapping[str, str]) -> None:
+        iss = params.get("iss")
+        expected = endpoints.issuer or "(not known)"
+        if iss is None:
+            if endpoints.iss_required:
+                raise AuthorizationFailed(
+                    f"the sign-in answer names no issuer, though {expected} always sends one "
+                    "(RFC 9207): refusing it; nothing was saved"
+                )
+            return
+        if iss == endpoints.issuer:
+            return
+        if endpoints.issuer_pattern and re.fullmatch(endpoints.issuer_pattern, iss):
+            return
+        if endpoints.issuer is None and not endpoints.issuer_pattern:
+            return  # nothing to compare with: the catalog names no issuer for this service
+        raise AuthorizationFailed(
+            f"the sign-in answer comes from issuer {terminal_text(iss)!r}, not from "
+            f"{expected!r} (a mix-up attack? RFC 9207): refusing it; nothing was saved"
+        )
+
+    return check
 
 
 # -- wording what the provider said -------------------------------------------------------------
@@ -291,6 +321,7 @@ class TokenManager:
                 expires_at=grant.tokens.expires_at,
                 has_refresh_token=grant.tokens.refresh_token is not None,
                 flow=flow,
+                expiry_note=grant.expiry_note,
             )
             try:
                 return self.store.add(record, grant.tokens)
@@ -362,6 +393,7 @@ class TokenManager:
             has_refresh_token=tokens.refresh_token is not None,
             needs_reauth=False,
             flow=chosen,
+            expiry_note=grant.expiry_note,
         )
 
     def _sign_in(
@@ -407,7 +439,7 @@ class TokenManager:
                 ) from None
             raise sign_in_failure(exc, what, service, auth.method, name) from None
         except ProviderError as exc:
-            raise ProviderError(f"{exc}; check the network and retry (nothing was saved)") from None
+            raise ProviderError(f"{exc}; nothing was saved") from None
 
     def _code_flow(
         self,
@@ -423,7 +455,7 @@ class TokenManager:
     ) -> oauth.Grant:
         from oauthtok.loopback import LoopbackListener
 
-        with LoopbackListener(redirect_uri) as listener:
+        with LoopbackListener(redirect_uri, check=issuer_check(endpoints)) as listener:
             request = oauth.start_authorization(
                 endpoints, auth.client_id, asked, listener.redirect_uri, authorize_params
             )
@@ -497,6 +529,7 @@ class TokenManager:
                 has_refresh_token=new.refresh_token is not None,
                 needs_reauth=False,
                 granted_scopes=grant.scopes or record.granted_scopes,
+                expiry_note=grant.expiry_note,
             )
             return RefreshOutcome(record, new, refreshed=True)
 

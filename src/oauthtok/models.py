@@ -32,6 +32,13 @@ class Endpoints:
     authorize_url: str | None = None
     device_authorization_url: str | None = None
     revocation_url: str | None = None
+    #: the authorization server's identity (RFC 8414 `issuer`): an authorization response
+    #: carrying another `iss` is refused (RFC 9207)
+    issuer: str | None = None
+    #: a regular expression any issuer of this service matches (Microsoft's tenant ids)
+    issuer_pattern: str | None = None
+    #: the server said it always sends `iss` (authorization_response_iss_parameter_supported)
+    iss_required: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,10 @@ class Service:
     token_url: str | None = None
     device_authorization_url: str | None = None
     revocation_url: str | None = None
+    #: the expected issuer; with no token_url the endpoints are discovered from it
     issuer: str | None = None
+    #: a regular expression (placeholders filled and escaped) any issuer of it matches
+    issuer_pattern: str | None = None
     redirect_uri: str = "http://127.0.0.1"
     params: dict[str, str] = field(default_factory=dict)
     refresh_scope: str | None = None
@@ -87,6 +97,8 @@ class TokenRecord:
     has_refresh_token: bool = False
     needs_reauth: bool = False
     flow: Flow = Flow.BROWSER
+    #: why the expiry is clamped or unknown (the provider's expires_in was not a sane number)
+    expiry_note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
-from oauthtok import __version__
+from oauthtok import netio
 from oauthtok.errors import ProviderError
 from oauthtok.models import Endpoints, TokenAuth, TokenSet
+from oauthtok.sanitize import check_token_response, parse_seconds, terminal_text
 
 if TYPE_CHECKING:
     import httpx
@@ -69,8 +69,10 @@ class OAuthError(Exception):
         return self.error in REJECTED
 
     def __str__(self) -> str:
+        """`error: the first line of the description`, safe for a terminal (provider text)."""
         first = (self.description or "").strip().splitlines()
-        return f"{self.error}: {first[0]}" if first else self.error
+        error = terminal_text(self.error, 80)
+        return f"{error}: {terminal_text(first[0])}" if first else error
 
 
 class DeviceCodeExpired(Exception):
@@ -104,10 +106,12 @@ class AuthorizationRequest:
 
 @dataclass(frozen=True)
 class Grant:
-    """A successful token response: the secrets, and the scopes the provider says it granted."""
+    """A successful token response: the secrets, the scopes the provider says it granted, and
+    a note when its `expires_in` was not a sane number (clamped or unknown)."""
 
     tokens: TokenSet
     scopes: tuple[str, ...] | None
+    expiry_note: str | None = None
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -214,17 +218,6 @@ MAX_INTERVAL = 60.0
 MAX_DEVICE_LIFETIME = 3600.0
 
 
-def _bounded_seconds(value: object, default: float, low: float, high: float) -> float:
-    """A provider's number of seconds, clamped to [low, high]; junk (NaN, text) → default."""
-    try:
-        seconds = float(value) if value not in (None, "") else default  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        return default
-    if seconds != seconds:  # NaN
-        return default
-    return min(max(seconds, low), high)
-
-
 def start_device_authorization(
     client: httpx.Client,
     endpoints: Endpoints,
@@ -242,14 +235,20 @@ def start_device_authorization(
     uri = body.get("verification_uri") or body.get("verification_url")
     if not body.get("device_code") or not body.get("user_code") or not uri:
         raise ProviderError("the device authorization reply lacks device_code, user_code or URI")
+    for link in (uri, body.get("verification_uri_complete")):
+        if link and not str(link).startswith("https://") and not _loopback(str(link)):
+            raise ProviderError("the device authorization reply names a verification URI that "
+                                "is not https")  # fmt: skip
     complete = body.get("verification_uri_complete")
     return DeviceAuthorization(
         device_code=str(body["device_code"]),
         user_code=str(body["user_code"]),
         verification_uri=str(uri),
         verification_uri_complete=str(complete) if complete else None,
-        expires_in=_bounded_seconds(body.get("expires_in"), 900, 1, MAX_DEVICE_LIFETIME),
-        interval=_bounded_seconds(body.get("interval"), 5, 1, MAX_INTERVAL),
+        expires_in=parse_seconds(
+            body.get("expires_in"), default=900, low=1, high=MAX_DEVICE_LIFETIME
+        ),
+        interval=parse_seconds(body.get("interval"), default=5, low=1, high=MAX_INTERVAL),
     )
 
 
@@ -271,11 +270,16 @@ def poll_device_token(
     interval = device.interval
     data = {"grant_type": DEVICE_GRANT, "device_code": device.device_code}
     while True:
-        if max(waited, time.monotonic() - start) + interval > budget:
+        spent = max(waited, time.monotonic() - start)
+        if spent + interval > budget:
             raise DeviceCodeExpired()
         sleep(interval)
         waited += interval
-        body = _token_request(client, endpoints.token_url, data, auth, allow_error=True)
+        left = budget - max(waited, time.monotonic() - start)
+        body = _token_request(
+            client, endpoints.token_url, data, auth, allow_error=True,
+            deadline_s=max(1.0, min(netio.DEFAULT_DEADLINE_S, left)),
+        )  # fmt: skip
         error = body.get("error")
         if not error:
             return grant_from(body, auth.secret)
@@ -297,15 +301,14 @@ def revoke(
     if not endpoints.revocation_url:
         raise ValueError("this service has no revocation endpoint")
     data = {"token": token, "token_type_hint": hint}
-    response = _send(client, endpoints.revocation_url, data, auth)
-    if response.status_code != 200:
-        body = _parse_body(response)
-        host = urlsplit(endpoints.revocation_url).netloc
+    reply = _send(client, endpoints.revocation_url, data, auth)
+    if reply.status != 200:
+        body = _fields(reply)
         raise OAuthError(
-            str(body.get("error") or f"http_{response.status_code}"),
+            str(body.get("error") or f"http_{reply.status}"),
             _text(body.get("error_description")),
-            status=response.status_code,
-            host=host,
+            status=reply.status,
+            host=reply.host,
         )
 
 
@@ -330,10 +333,11 @@ def _token_request(
     auth: ClientAuth,
     *,
     allow_error: bool = False,
+    deadline_s: float | None = None,
 ) -> dict[str, Any]:
     """POST to a token endpoint; the parsed body. An error reply raises OAuthError (or is
     returned with `allow_error`, for device polling)."""
-    body = _post(client, url, data, auth)
+    body = _post(client, url, data, auth, deadline_s=deadline_s)
     if body.get("error"):
         if allow_error:
             return body
@@ -348,17 +352,29 @@ def _post(
     url: str,
     data: dict[str, str],
     auth: ClientAuth,
+    *,
+    deadline_s: float | None = None,
 ) -> dict[str, Any]:
-    """POST a form with client authentication; the parsed JSON body. 5xx raises."""
-    response = _send(client, url, data, auth)
-    body = _parse_body(response)
-    host = urlsplit(url).netloc
-    if response.status_code >= 500:
+    """POST a form with client authentication; the parsed body. 5xx raises."""
+    reply = _send(client, url, data, auth, deadline_s=deadline_s)
+    body = _fields(reply)
+    if reply.status >= 500:
         detail = f" ({_error_from(body, url)})" if body.get("error") else ""
-        raise ProviderError(f"{host} answered HTTP {response.status_code}{detail}")
-    if response.status_code >= 400 and not body.get("error"):
-        body["error"] = f"http_{response.status_code}"
+        raise ProviderError(f"{reply.host} answered HTTP {reply.status}{detail}")
+    if reply.status >= 400 and not body.get("error"):
+        body["error"] = f"http_{reply.status}"
     return body
+
+
+def _fields(reply: netio.Reply) -> dict[str, Any]:
+    """The answer's fields: a JSON object, or form-encoded (GitHub without Accept), else {}."""
+    return reply.fields()
+
+
+def _loopback(url: str) -> bool:
+    from oauthtok.catalog import is_loopback_host
+
+    return url.startswith("http://") and is_loopback_host(urlsplit(url).hostname)
 
 
 def _send(
@@ -366,10 +382,11 @@ def _send(
     url: str,
     data: dict[str, str],
     auth: ClientAuth,
-) -> httpx.Response:
-    """The request itself, authenticated as the service says (RFC 6749 §2.3)."""
-    import httpx
-
+    *,
+    deadline_s: float | None = None,
+) -> netio.Reply:
+    """The request itself, authenticated as the service says (RFC 6749 §2.3), bounded in time
+    and size (`netio`)."""
     headers = {"Accept": "application/json"}
     form = dict(data)
     if auth.method == TokenAuth.CLIENT_SECRET_BASIC and auth.secret is not None:
@@ -380,44 +397,27 @@ def _send(
         form["client_id"] = auth.client_id
         if auth.method == TokenAuth.CLIENT_SECRET_POST and auth.secret is not None:
             form["client_secret"] = auth.secret
-    host = urlsplit(url).netloc
-    try:
-        return client.post(url, data=form, headers=headers)
-    except httpx.TimeoutException:
-        raise ProviderError(f"{host} did not answer in time") from None
-    except httpx.TransportError as exc:
-        raise ProviderError(f"cannot reach {host} ({type(exc).__name__})") from None
-
-
-def _parse_body(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        # some providers (GitHub without Accept) answer form-encoded
-        body = dict(parse_qsl(response.text))
-    return body if isinstance(body, dict) else {}
+    return netio.send(
+        client, "POST", url, data=form, headers=headers,
+        deadline_s=deadline_s or netio.DEFAULT_DEADLINE_S,
+    )  # fmt: skip
 
 
 def grant_from(body: dict[str, Any], client_secret: str | None) -> Grant:
-    expires_at = None
-    expires_in = body.get("expires_in")
-    if expires_in not in (None, ""):
-        try:
-            expires_at = time.time() + float(expires_in)
-        except (TypeError, ValueError):
-            expires_at = None
+    """A successful token response, every field checked before anything is stored (tokens of
+    visible ASCII, one token type, scope-tokens, a sane lifetime): ProviderError otherwise."""
+    checked = check_token_response(body)
+    seconds = checked.lifetime.seconds
     tokens = TokenSet(
-        access_token=str(body["access_token"]),
-        token_type=str(body.get("token_type") or "Bearer"),
-        expires_at=expires_at,
-        refresh_token=body.get("refresh_token") or None,
+        access_token=checked.access_token,
+        token_type=checked.token_type,
+        expires_at=None if seconds is None else time.time() + seconds,
+        refresh_token=checked.refresh_token,
         client_secret=client_secret,
-        id_token=body.get("id_token") or None,
+        id_token=checked.id_token,
     )
-    scope = body.get("scope")
     # GitHub separates granted scopes with commas, everyone else with spaces
-    scopes = None if scope is None else tuple(s for s in re.split(r"[\s,]+", str(scope)) if s)
-    return Grant(tokens, scopes)
+    return Grant(tokens, checked.scopes, checked.lifetime.note)
 
 
 def import_httpx() -> None:
@@ -431,12 +431,8 @@ def import_httpx() -> None:
         import httpx  # noqa: F401
 
 
-def new_http_client(timeout: float = 30.0) -> httpx.Client:
+def new_http_client() -> httpx.Client:
+    """netio's client (TLS per SSL_CERT_FILE, no redirects, the total deadline), without
+    httpx's own command line."""
     import_httpx()
-    import httpx
-
-    return httpx.Client(
-        timeout=timeout,
-        follow_redirects=False,
-        headers={"User-Agent": f"oauthtok/{__version__}"},
-    )
+    return netio.new_http_client()

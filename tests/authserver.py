@@ -7,12 +7,13 @@ consents (or refuses), and knobs the tests turn. It serves on 127.0.0.1 in a thr
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from authlib.common.security import generate_token
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -166,6 +167,19 @@ class Knobs:
     jwt_key: str = "test-signing-key-not-secret-0123456789"
     #: the claims of each private_key_jwt client assertion the server accepted for checking
     client_assertions: list[dict[str, Any]] = field(default_factory=list)
+    # RFC 9207: the `iss` the authorization response carries (None: none), and whether the
+    # metadata promises it (authorization_response_iss_parameter_supported)
+    iss_param: str | None = None
+    iss_supported: bool = False
+    #: fields merged into every successful token answer (a hostile or odd provider)
+    token_overrides: dict[str, Any] = field(default_factory=dict)
+    #: an error answered with HTTP 200 to refresh requests, as GitHub does
+    refresh_error_200: str | None = None
+    #: fields merged into the device authorization answer; its status instead (e.g. 404)
+    device_overrides: dict[str, Any] = field(default_factory=dict)
+    device_status: int | None = None
+    #: (status, JSON body) answered to the next revocation requests, in order
+    revoke_replies: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
 
 class TestAuthServer:
@@ -430,10 +444,18 @@ class TestAuthServer:
 
         @app.post("/device_authorization")
         def device_authorization() -> Any:
-            return server.create_endpoint_response("device_authorization")
+            if self.knobs.device_status:
+                return Response("not found", status=self.knobs.device_status)
+            return merged(
+                server.create_endpoint_response("device_authorization"),
+                self.knobs.device_overrides,
+            )
 
         @app.post("/revoke")
         def revoke() -> Any:
+            if self.knobs.revoke_replies:
+                status, body = self.knobs.revoke_replies.pop(0)
+                return Response(json.dumps(body), status=status, content_type="application/json")
             if self.knobs.revocation_status:
                 return Response("{}", status=self.knobs.revocation_status)
             with self.lock:
@@ -444,6 +466,7 @@ class TestAuthServer:
             if document not in self.knobs.discovery:
                 return Response("not found", status=404)
             data = AuthorizationServerMetadata(
+                authorization_response_iss_parameter_supported=self.knobs.iss_supported,
                 issuer=self.knobs.metadata_issuer or self.base_url,
                 authorization_endpoint=f"{self.base_url}/authorize",
                 token_endpoint=f"{self.base_url}/token",
@@ -467,7 +490,14 @@ class TestAuthServer:
         def authorize() -> Any:
             user = None if self.knobs.consent == "deny" else USER_ID
             grant = server.get_consent_grant(end_user=user)
-            return server.create_authorization_response(grant=grant, grant_user=user)
+            response = server.create_authorization_response(grant=grant, grant_user=user)
+            if self.knobs.iss_param is not None and "Location" in response.headers:
+                location = response.headers["Location"]
+                sep = "&" if "?" in location else "?"
+                response.headers["Location"] = (
+                    f"{location}{sep}{urlencode({'iss': self.knobs.iss_param})}"
+                )
+            return response
 
         @app.post("/token")
         def token() -> Any:
@@ -488,8 +518,12 @@ class TestAuthServer:
                 )
             if grant_type == "refresh_token" and self.knobs.refresh_delay:
                 time.sleep(self.knobs.refresh_delay)
+            if grant_type == "refresh_token" and self.knobs.refresh_error_200:
+                body = {"error": self.knobs.refresh_error_200, "error_description": "as GitHub"}
+                return Response(json.dumps(body), status=200, content_type="application/json")
             with self.lock:
-                return server.create_token_response()
+                response = server.create_token_response()
+            return merged(response, self.knobs.token_overrides)
 
         return app
 
@@ -510,3 +544,11 @@ class TestAuthServer:
         if refresh:
             self.tokens[refresh] = item
         self.access_tokens[item.access_token] = item
+
+
+def merged(response: Any, overrides: dict[str, Any]) -> Any:
+    """A successful JSON answer with `overrides` merged into it (a test's odd provider)."""
+    if not overrides or response.status_code != 200:
+        return response
+    body = {**json.loads(response.get_data()), **overrides}
+    return Response(json.dumps(body), status=200, content_type="application/json")

@@ -43,6 +43,8 @@ def log(line: str) -> None:
 def main() -> int:
     url = sys.argv[1]
     mode = os.environ.get("FAKE_BROWSER_MODE", "follow")
+    # a browser must never inherit the client secret from oauthtok's environment
+    log(f"secret in environment: {'OAUTHTOK_CLIENT_SECRET' in os.environ}")
     if mode == "nothing":
         return 0
     status, headers, _ = get(url)

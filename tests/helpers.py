@@ -86,3 +86,38 @@ def run_oauthtok(
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
+
+
+FLOW_SECRET = "flow-secret"
+
+
+def create_token(
+    server: Any,
+    *args: str,
+    name: str = "t",
+    service: str = "testfull",
+    scopes: str = "offline_access mail.read",
+    env: dict[str, str] | None = None,
+    client_scope: str | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """`oauthtok create` against the Authlib server (the `testidp`/`testfull` services of the
+    `test_catalog` fixture), its client registered first; the secret comes from the env."""
+    auth = "client_secret_basic" if service in ("oidc", "testidp") else "client_secret_post"
+    extra = {} if client_scope is None else {"scope": client_scope}
+    server.add_client(f"client-{name}", FLOW_SECRET, auth, **extra)
+    return run_oauthtok(
+        "create", name, "--service", service, "--client-id", f"client-{name}",
+        "--scopes", scopes, "--timeout", "30", *args,
+        env={"OAUTHTOK_CLIENT_SECRET": FLOW_SECRET, **(env or {})}, timeout=timeout,
+    )  # fmt: skip
+
+
+def shown(name: str = "t") -> dict[str, Any]:
+    """`oauthtok show NAME --json`."""
+    import json
+
+    result = run_oauthtok("show", name, "--json")
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data

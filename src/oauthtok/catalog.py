@@ -13,6 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -41,6 +42,9 @@ _STRING_KEYS = (
 )
 _TABLE_KEYS = ("params", "authorize_params", "scopes", "scope_aliases", "error_hints")
 _LIST_KEYS = ("default_scopes", "scope_prefixes")
+#: keys that decide where secrets and codes go: a layer changing them over a bundled service
+#: is said aloud at create and reauthorize
+_ENDPOINT_KEYS = (*_URL_KEYS, "issuer_pattern")
 MAX_CATALOG_BYTES = 1_000_000
 KNOWN_KEYS = frozenset((*_STRING_KEYS, *_TABLE_KEYS, *_LIST_KEYS))
 
@@ -98,11 +102,16 @@ def load_catalog() -> dict[str, Service]:
     """Every service, validated, keyed by name (sorted)."""
     merged: dict[str, dict[str, Any]] = {}
     origins: dict[str, str] = {}
+    redirected: dict[str, dict[str, str]] = {}
     for label, path in catalog_layers():
         for name, entry in _parse(label, path).items():
             where = path if label == BUNDLED else label
             _check_keys(where, name, entry)
             target = merged.setdefault(name, {})
+            if (label != BUNDLED and origins.get(name) == BUNDLED) or name in redirected:
+                for key in _ENDPOINT_KEYS:
+                    if key in entry and entry[key] != target.get(key):
+                        redirected.setdefault(name, {})[key] = label
             for key, value in entry.items():
                 if (
                     key in _TABLE_KEYS
@@ -113,7 +122,33 @@ def load_catalog() -> dict[str, Service]:
                 else:
                     target[key] = value
             origins[name] = label
-    return {name: _build(name, merged[name], origins[name]) for name in sorted(merged)}
+    catalog = {name: _build(name, merged[name], origins[name]) for name in sorted(merged)}
+    for name, changes in redirected.items():
+        catalog[name] = replace(catalog[name], endpoint_overrides=changes)
+    return catalog
+
+
+def _unfilled(url: str | None) -> str | None:
+    return url
+
+
+def endpoint_notice(service: Service, params: Mapping[str, str]) -> str | None:
+    """One line when a layer over the bundled catalog changed where this service sends the
+    client secret and the codes: which file, and the new host (said before any browser opens)."""
+    if not service.endpoint_overrides:
+        return None
+    try:
+        fill = _filler(service, params)
+    except UsageError:
+        fill = _unfilled
+    parts = []
+    for key, origin in sorted(service.endpoint_overrides.items()):
+        url = fill(getattr(service, key))
+        host = urlsplit(url).netloc if url else "(removed)"
+        parts.append(f"{key} → {terminal_text(host, 80)} (from {terminal_text(origin, 200)})")
+    return f"note: the bundled service {service.name!r} is changed by your catalog: " + "; ".join(
+        parts
+    )
 
 
 def get_service(name: str, catalog: Mapping[str, Service] | None = None) -> Service:

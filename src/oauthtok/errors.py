@@ -107,10 +107,14 @@ def report(exc: BaseException) -> int:
         return BROKEN_PIPE
     if isinstance(exc, KeyboardInterrupt):
         exc = Cancelled()
+    if isinstance(exc, Cancelled):
+        say(("\n" if _stderr_is_tty() else "") + f"oauthtok: {exc}")  # after the echoed ^C
+        return exc.exit_code
     if isinstance(exc, OauthtokError):
-        fresh_line = "\n" if isinstance(exc, Cancelled) and _stderr_is_tty() else ""
-        say(f"{fresh_line}oauthtok: error: {exc}" if not isinstance(exc, Cancelled)
-            else f"{fresh_line}oauthtok: {exc}")  # fmt: skip
+        from oauthtok.sanitize import terminal_text
+
+        # messages quote names, paths and provider text: one line, safe for a terminal
+        say(f"oauthtok: error: {terminal_text(str(exc), cap=1000)}")
         return exc.exit_code
     if os.environ.get("OAUTHTOK_DEBUG"):
         import traceback

@@ -18,6 +18,10 @@ def token_text(name: str, fmt: contract.Format, min_valid: float) -> str:
 
     outcome = TokenManager().valid_token(name, min_valid=min_valid)
     record, tokens = outcome.record, outcome.tokens
+    if outcome.warning:
+        from oauthtok.errors import say
+
+        say(f"oauthtok: warning: {outcome.warning}")
     scopes = contract.shown_scopes(record.granted_scopes, record.scopes)
     return contract.render_token(
         tokens.access_token, tokens.token_type, tokens.expires_at, scopes, fmt

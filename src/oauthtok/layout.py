@@ -44,9 +44,11 @@ def read_names(data_dir: str) -> dict[str, str]:
     """Display name → token id ({} when there is no store yet). ValueError when corrupt."""
     try:
         with open(names_path(data_dir), "rb") as f:
+            _check_ours(os.fstat(f.fileno()))
             raw = f.read()
     except FileNotFoundError:
         return {}
+    _check_ours(os.stat(data_dir))
     data = json.loads(raw)
     names = data.get("names") if isinstance(data, dict) else None
     if not isinstance(names, dict) or data.get("version") != INDEX_VERSION:
@@ -56,6 +58,13 @@ def read_names(data_dir: str) -> dict[str, str]:
     ):
         raise ValueError("a name maps to something that is not a token id")
     return names
+
+
+def _check_ours(st: os.stat_result) -> None:
+    """The index and its folder must be ours and not writable by others (the store says why,
+    with exit 8; a reader here only declines)."""
+    if os.name == "posix" and (st.st_uid != os.geteuid() or st.st_mode & 0o022):
+        raise ValueError("the data folder or its index is not private to this user")
 
 
 def lookup(names: dict[str, str], name: str) -> tuple[str, str] | None:

@@ -84,6 +84,8 @@ class RefreshOutcome:
     record: TokenRecord
     tokens: TokenSet
     refreshed: bool
+    #: something the person should know (said once per token and --min-valid)
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,7 @@ class TokenManager:
         self.check_new_name(new.name)
         if not new.client_id.strip():
             raise UsageError("the client id may not be empty")
-        from oauthtok.catalog import resolve_endpoints, resolve_params
+        from oauthtok.catalog import endpoint_notice, resolve_endpoints, resolve_params
 
         params = resolve_params(new.service, new.params)
         token_auth = TokenAuth.NONE if new.public else new.service.token_auth
@@ -295,6 +297,9 @@ class TokenManager:
         self.store.check_available()  # before any consent whose tokens could not be kept
         auth = oauth.ClientAuth(new.client_id, new.client_secret if not new.public else None,
                                 token_auth)  # fmt: skip
+        notice = endpoint_notice(new.service, params)
+        if notice:
+            ui.notice(notice)
         with self._http_client() as client:
             endpoints = resolve_endpoints(new.service, params, client)
             flow = choose_flow(new.flow, endpoints, browser_ok, ui, new.service.headless_flow)
@@ -371,6 +376,12 @@ class TokenManager:
         if not asked:
             raise UsageError("no scopes left to ask for")
         service = _catalog_service(record.service)
+        if service is not None:
+            from oauthtok.catalog import endpoint_notice
+
+            notice = endpoint_notice(service, record.params)
+            if notice:
+                ui.notice(notice)
         auth = oauth.ClientAuth(record.client_id, secret, record.token_auth)
         headless = service.headless_flow if service else None
         chosen = choose_flow(flow or record.flow, record.endpoints, browser_ok, ui, headless)
@@ -531,7 +542,16 @@ class TokenManager:
                 granted_scopes=grant.scopes or record.granted_scopes,
                 expiry_note=grant.expiry_note,
             )
-            return RefreshOutcome(record, new, refreshed=True)
+            warning = None
+            still_due = contract.is_due(new.expires_at, min_valid, time.time())
+            if not force and still_due and record.min_valid_warned != min_valid:
+                lifetime = int((new.expires_at or 0) - time.time())
+                warning = (
+                    f"--min-valid {min_valid:g} is longer than the {lifetime} s a token of "
+                    f"{record.name!r} lives: every call refreshes it (said once)"
+                )
+                record = self.store.update(record, min_valid_warned=min_valid)
+            return RefreshOutcome(record, new, refreshed=True, warning=warning)
 
     def _renew(
         self,

@@ -72,6 +72,8 @@ class Service:
     error_hints: dict[str, str] = field(default_factory=dict)
     #: the flow to use when no browser can be opened (default: device if there is one, else paste)
     headless_flow: Flow | None = None
+    #: endpoint keys of a bundled service that a later catalog layer changed → that layer
+    endpoint_overrides: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ class TokenRecord:
     flow: Flow = Flow.BROWSER
     #: why the expiry is clamped or unknown (the provider's expires_in was not a sane number)
     expiry_note: str | None = None
+    #: the --min-valid already warned about as longer than the token's lifetime
+    min_valid_warned: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -181,6 +185,7 @@ class TokenSet:
 def record_json(record: TokenRecord, now: float) -> dict[str, Any]:
     """`show --json`, and each element of `list --json`."""
     data = record.to_json()
+    data.pop("min_valid_warned", None)  # internal
     data["status"] = str(record.status(now))
     data["expires_in"] = None if record.expires_at is None else int(record.expires_at - now)
     return data

@@ -31,6 +31,7 @@ from oauthtok.cli.options import (
 from oauthtok.cli.output import console, describe_validity, say
 from oauthtok.errors import Cancelled, UsageError, command
 from oauthtok.kinds import DEFAULT_AUTH_TIMEOUT, Flow
+from oauthtok.sanitize import terminal_text
 
 if TYPE_CHECKING:
     from oauthtok.manager import TokenManager
@@ -116,7 +117,7 @@ def choose_service() -> Service:
         raise UsageError(f"missing --service (one of: {', '.join(catalog)})")
     names = list(catalog)
     for i, (name, service) in enumerate(catalog.items(), 1):
-        say(f"  {i:>2}. {name:<12} {service.title}")
+        say(f"  {i:>2}. {name:<12} {terminal_text(service.title)}")
     while True:
         choice = ask("service (name or number)")
         if choice.isdigit() and 1 <= int(choice) <= len(names):
@@ -155,7 +156,7 @@ def choose_scopes(service: Service) -> tuple[str, ...]:
     table.columns[1].overflow = "fold"
     table.columns[2].overflow = "fold"
     for i, scope in enumerate(names, 1):
-        table.add_row(str(i), escape(scope), escape(service.scopes[scope]))
+        table.add_row(str(i), escape(scope), escape(terminal_text(service.scopes[scope])))
     console(stderr=True).print(table)
     default = " ".join(service.default_scopes) or None
     while True:
@@ -213,7 +214,7 @@ class ConsoleSignIn:
 
     def authorization_url(self, url: str, paste: Callable[[str], bool] | None) -> None:
         say("Open this URL in a browser to sign in:")
-        say(f"  {url}")
+        say(f"  {terminal_text(url, cap=None)}")
         if paste is not None:
             from urllib.parse import parse_qs, urlsplit
 
@@ -242,14 +243,15 @@ class ConsoleSignIn:
                 "whole address of the page the browser was sent to.")  # fmt: skip
 
     def device_code(self, device: DeviceAuthorization) -> None:
-        say(f"To sign in, open {device.verification_uri} on any device and enter the code:")
-        say(f"  {device.user_code}")
+        uri = terminal_text(device.verification_uri)
+        say(f"To sign in, open {uri} on any device and enter the code:")
+        say(f"  {terminal_text(device.user_code, 60)}")
         if device.verification_uri_complete:
-            say(f"(or open {device.verification_uri_complete})")
+            say(f"(or open {terminal_text(device.verification_uri_complete)})")
         self._spin("Waiting for approval (Ctrl-C to cancel)…")
 
     def notice(self, message: str) -> None:
-        say(message)
+        say(terminal_text(message, cap=1000))
 
     def _spin(self, text: str) -> None:
         if sys.stderr.isatty():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from oauthtok.cli.output import console, emit_json, expires_in, is_tty, print_table, say, when
+from oauthtok.sanitize import terminal_block, terminal_text
 
 
 def list_view(as_json: bool) -> None:
@@ -69,6 +70,7 @@ def show_view(name: str, as_json: bool) -> None:
         ("created", when(record.created_at)),
         ("refreshed", when(record.refreshed_at)),
         ("expires", f"{when(record.expires_at)} ({expires_in(record, now)})"),
+        ("expiry note", terminal_text(record.expiry_note) if record.expiry_note else "-"),
         ("id", record.id),
     ]
     width = max(len(k) for k, _ in rows)
@@ -83,7 +85,7 @@ def services_view(as_json: bool) -> None:
     if as_json:
         emit_json([service_json(s) for s in catalog.values()])
         return
-    rows = [[s.name, s.title, s.origin] for s in catalog.values()]
+    rows = [[s.name, terminal_text(s.title), terminal_text(s.origin)] for s in catalog.values()]
     print_table(["NAME", "TITLE", "FROM"], rows, keep=["NAME"])
 
 
@@ -94,10 +96,17 @@ def show_help_view(service: str | None) -> None:
     if service is None:
         print(overview_text(catalog), end="")
         return
-    text = help_markdown(get_service(service, catalog))
+    text = terminal_block(help_markdown(get_service(service, catalog)))
     if is_tty():
         from rich.markdown import Markdown
 
-        console().print(Markdown(text))  # Markdown text, never rich markup: `<tenant>` stays
+        console().print(Markdown(literal_angles(text)))
     else:
         print(text, end="")
+
+
+def literal_angles(markdown: str) -> str:
+    """`<tenant>` is inline HTML to a Markdown parser, which rich then drops: escape `<` outside
+    code spans so that placeholders in help texts stay visible."""
+    parts = markdown.split("`")
+    return "`".join(p if i % 2 else p.replace("<", "\\<") for i, p in enumerate(parts))

@@ -504,7 +504,11 @@ class TestAuthServer:
             grant_type = request.form.get("grant_type")
             with self.lock:
                 self.knobs.token_requests.append(
-                    {"grant_type": grant_type, "auth": request.headers.get("Authorization")}
+                    {
+                        "grant_type": grant_type,
+                        "auth": request.headers.get("Authorization"),
+                        "scope": request.form.get("scope"),
+                    }
                 )
                 if grant_type == "refresh_token":
                     self.knobs.refresh_requests += 1

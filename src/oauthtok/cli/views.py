@@ -96,7 +96,7 @@ def show_help_view(service: str | None) -> None:
     if service is None:
         print(overview_text(catalog), end="")
         return
-    text = terminal_block(help_markdown(get_service(service, catalog)))
+    text = terminal_block(help_markdown(get_service(service, catalog)), cap=None)  # local text
     if is_tty():
         from rich.markdown import Markdown
 

@@ -181,6 +181,7 @@ def test_placeholder_values_are_rechecked(tmp_path: Path, monkeypatch: pytest.Mo
         resolve_endpoints(service, {"base": "http://evil.example.com"})
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_catalog(tmp_path: Path) -> None:
     """`pip install .` puts services.toml inside the package; `oauthtok services` finds it."""
     dist = tmp_path / "dist"

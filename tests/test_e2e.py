@@ -133,6 +133,7 @@ def test_reply_without_refresh_token_keeps_the_old_one(auth_server: Any) -> None
     assert auth_server.knobs.refresh_requests == 2
 
 
+@pytest.mark.slow
 def test_twenty_concurrent_processes_on_expired_token(auth_server: Any) -> None:
     auth_server.knobs.expires_in = 1
     assert create(auth_server).returncode == 0

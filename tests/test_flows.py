@@ -42,6 +42,7 @@ def shown(name: str = "t") -> dict[str, Any]:
 # -- device code (RFC 8628) --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_device_flow(auth_server: Any) -> None:
     auth_server.knobs.device_pending_polls = 2
     result = create(auth_server, "--flow", "device")
@@ -54,6 +55,7 @@ def test_device_flow(auth_server: Any) -> None:
     assert run_oauthtok("token", "t").stdout.startswith("at-")
 
 
+@pytest.mark.slow
 def test_device_flow_slows_down_when_told(auth_server: Any) -> None:
     auth_server.knobs.device_slow_down_once = True
     auth_server.knobs.device_pending_polls = 1
@@ -63,6 +65,7 @@ def test_device_flow_slows_down_when_told(auth_server: Any) -> None:
     assert len(polls) == 2 and polls[1] - polls[0] >= 5.9  # interval 1 s + 5 s
 
 
+@pytest.mark.slow
 def test_device_flow_denied(auth_server: Any) -> None:
     auth_server.knobs.consent = "deny"
     result = create(auth_server, "--flow", "device")
@@ -71,6 +74,7 @@ def test_device_flow_denied(auth_server: Any) -> None:
     assert run_oauthtok("list", "--json").stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_device_code_expires(auth_server: Any) -> None:
     auth_server.knobs.device_expires_in = 1
     auth_server.knobs.device_pending_polls = 100

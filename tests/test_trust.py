@@ -300,3 +300,27 @@ def test_records_keep_json_shapes(auth_server: Any) -> None:
     assert create_token(auth_server).returncode == 0
     data = json.loads(run_oauthtok("list", "--json").stdout)[0]
     assert "min_valid_warned" not in data and "expiry_note" in data
+
+
+def test_a_read_only_data_folder_still_answers_reads(auth_server: Any, tmp_path: Path) -> None:
+    """Reads need no write: `list`, `show` and a valid `token` work; a refresh is exit 8."""
+    mount_point = tmp_path / "ro"
+    mount_point.mkdir(mode=0o700)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700", "tmpfs", str(mount_point)],
+                             capture_output=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip("mounting a file system needs root")
+    try:
+        data = mount_point / "data"
+        env = {"OAUTHTOK_DATA_DIR": str(data)}
+        assert create_token(auth_server, env=env).returncode == 0
+        subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
+        for command in (["list"], ["show", "t"], ["token", "t"], ["list", "--json"]):
+            assert run_oauthtok(*command, env=env).returncode == 0, command
+        full = run_oauthtok("token", "t", env={**env, "OAUTHTOK_NO_FAST_PATH": "1"})
+        assert full.returncode == 0, full.stderr
+        refresh = run_oauthtok("refresh", "t", "--force", env=env)
+        assert refresh.returncode == 8 and "Traceback" not in refresh.stderr, refresh.stderr
+        assert "read-only" in refresh.stderr.lower()
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)

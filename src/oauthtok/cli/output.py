@@ -3,7 +3,6 @@ terminal (rich, imported only then; NO_COLOR is honoured), tab-separated lines w
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -34,6 +33,8 @@ def console(*, stderr: bool = False) -> Console:
 
 
 def emit_json(data: Any) -> None:
+    import json
+
     print(json.dumps(data, indent=2))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -31,7 +30,6 @@ from oauthtok.cli.options import (
 from oauthtok.cli.output import console, describe_validity, say
 from oauthtok.errors import Cancelled, UsageError, command
 from oauthtok.kinds import DEFAULT_AUTH_TIMEOUT, Flow
-from oauthtok.sanitize import terminal_text
 
 if TYPE_CHECKING:
     from oauthtok.manager import TokenManager
@@ -39,6 +37,13 @@ if TYPE_CHECKING:
     from oauthtok.oauth import DeviceAuthorization
 
 MAX_SECRET_TRIES = 3
+
+
+def terminal_text(value: object, cap: int | None = 300) -> str:
+    """`sanitize.terminal_text`, imported when first needed (not for `--help`)."""
+    from oauthtok.sanitize import terminal_text as clean
+
+    return clean(value, cap)
 SECRET_ENV = "OAUTHTOK_CLIENT_SECRET"
 
 
@@ -224,9 +229,12 @@ class ConsoleSignIn:
                 "copy that whole address from the address bar, paste it here and press Enter. "
                 "(oauthtok listens there too: an SSH port forward to it works as well.)"
             )
+            import threading
+
             threading.Thread(target=self._read_pastes, args=(paste,), daemon=True).start()
             return
         if self.open_browser:
+            import threading
             import webbrowser
 
             # a browser command may wait for the window: never block the listener on it

@@ -130,7 +130,13 @@ class TokenStore:
     def check_available(self) -> None:
         """Raise StoreError (exit 8) now when the data folder or the secret store is unusable,
         before a person consents to anything whose tokens could then not be kept."""
-        ensure_private_dir(self.data_dir)
+        try:
+            ensure_private_dir(self.data_dir)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot use the data folder {self.data_dir} ({exc.strerror or exc}); check that "
+                "it is yours and writable (OAUTHTOK_DATA_DIR moves it)"
+            ) from None
         self.secrets.get("availability-check")
 
     def _check_folder(self) -> None:
@@ -339,6 +345,14 @@ class TokenStore:
             record = self._record(display, token_id)
             self.secrets.delete(token_id)
             self._write_names({n: i for n, i in names.items() if i != token_id})
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(layout.record_path(self.data_dir, token_id))
+            path = layout.record_path(self.data_dir, token_id)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # the token is gone; only its metadata file is left over
+                raise StoreError(
+                    f"deleted {display!r}, but cannot remove {path} ({exc.strerror}); remove it "
+                    "by hand"
+                ) from None
         return record

@@ -384,3 +384,51 @@ def test_add_leaves_nothing_behind_when_a_later_step_fails(
     assert len(records) == 1  # only the kept token's metadata
     monkeypatch.undo()
     assert [r.name for r in store.records()] == ["kept"]
+
+
+def test_the_fast_path_reads_only_the_default_collection(
+    store: TokenStore, keyring_env: dict[str, str]
+) -> None:
+    """A same-attribute item in another unlocked collection is never handed out."""
+    import secretstorage
+    from jeepney import DBusAddress, new_method_call
+    from jeepney.io.blocking import open_dbus_connection
+    from jeepney.wrappers import unwrap_msg
+
+    record = store.add(make_record("real"), make_secrets())
+    with open_dbus_connection("SESSION") as raw:
+        service = DBusAddress(
+            "/org/freedesktop/secrets", "org.freedesktop.secrets", "org.freedesktop.Secret.Service"
+        )
+        _, session = unwrap_msg(
+            raw.send_and_get_reply(
+                new_method_call(service, "OpenSession", "sv", ("plain", ("s", "")))
+            )
+        )
+        internal = DBusAddress(
+            "/org/freedesktop/secrets",
+            "org.freedesktop.secrets",
+            "org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface",
+        )
+        label = {"org.freedesktop.Secret.Collection.Label": ("s", "decoy")}
+        (path,) = unwrap_msg(
+            raw.send_and_get_reply(
+                new_method_call(
+                    internal, "CreateWithMasterPassword", "a{sv}(oayays)",
+                    (label, (session, b"", b"decoy-password", "text/plain")),
+                )
+            )
+        )  # fmt: skip
+    conn = secretstorage.dbus_init()
+    decoy = secretstorage.Collection(conn, path)
+    attributes = {"service": "oauthtok", "username": record.id, "application": "x"}
+    forged = make_secrets(access_token="AT-forged").dumps().encode()
+    decoy.create_item("decoy", attributes, forged)
+    try:
+        assert run_oauthtok("token", "real").stdout == "AT-secret-access\n"
+        store.secrets.delete(record.id)  # only the decoy is left now
+        result = run_oauthtok("token", "real")
+        assert result.returncode == 4 and "AT-forged" not in result.stdout
+    finally:
+        decoy.delete()
+        conn.close()

@@ -28,7 +28,12 @@ def token_command(
 def refresh_command(
     names: Annotated[
         list[str] | None,
-        typer.Argument(help="Token names.", autocompletion=complete_names, show_default=False),
+        typer.Argument(
+            help="Token names.",
+            metavar="NAME...",
+            autocompletion=complete_names,
+            show_default=False,
+        ),
     ] = None,
     all_tokens: Annotated[bool, typer.Option("--all", help="Every stored token.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Refresh even if still valid.")] = False,

@@ -26,8 +26,10 @@ def show_command(name: Name, as_json: AsJson = False) -> None:
 
 @app.command("rename")
 def rename_command(
-    old: Annotated[str, typer.Argument(help="The current name.", autocompletion=complete_names)],
-    new: Annotated[str, typer.Argument(help="The new name.")],
+    old: Annotated[
+        str, typer.Argument(help="The current name.", metavar="OLD", autocompletion=complete_names)
+    ],
+    new: Annotated[str, typer.Argument(help="The new name.", metavar="NEW")],
 ) -> None:
     """Rename a token (the secret store is not touched)."""
     from oauthtok.store import TokenStore

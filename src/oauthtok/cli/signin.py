@@ -44,6 +44,8 @@ def terminal_text(value: object, cap: int | None = 300) -> str:
     from oauthtok.sanitize import terminal_text as clean
 
     return clean(value, cap)
+
+
 SECRET_ENV = "OAUTHTOK_CLIENT_SECRET"
 
 
@@ -289,7 +291,8 @@ def run_sign_in(action: Callable[[ConsoleSignIn], Any], ui: ConsoleSignIn, uncha
 @app.command("create")
 def create_command(
     name: Annotated[
-        str | None, typer.Argument(help="Friendly name scripts will use (asked when missing).")
+        str | None,
+        typer.Argument(help="Friendly name scripts will use (asked when missing).", metavar="NAME"),
     ] = None,
     service: ServiceName = None,
     client_id: Annotated[

@@ -284,3 +284,25 @@ def test_provider_text_on_the_page_shows_bidi_and_controls() -> None:
         )
     assert "\u202e" not in body and "\x1b" not in body
     assert "abc\\u202egnp.exe\\x1b[2J" in body
+
+
+def test_the_page_is_written_in_full_before_the_listener_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sign-in goes on (and closes the listener) as soon as the answer is taken: the
+    browser's page must not be cut off by that close."""
+    original = loopback._Handler.reply
+
+    def slow_reply(self: loopback._Handler, status: int, title: str, body: str) -> None:
+        time.sleep(0.5)  # the wait has returned by now, were it not for the page
+        original(self, status, title, body)
+
+    monkeypatch.setattr(loopback._Handler, "reply", slow_reply)
+    pages: list[tuple[int, str]] = []
+    with LoopbackListener("http://127.0.0.1/cb", state="st") as listener:
+        port = listener.port or 0
+        browser = threading.Thread(target=lambda: pages.append(get(port, "/cb?code=C&state=st")))
+        browser.start()
+        assert listener.wait(5).code == "C"
+    browser.join(10)
+    assert pages and pages[0][0] == 200 and "Signed in" in pages[0][1]

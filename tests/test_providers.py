@@ -285,7 +285,7 @@ def test_the_scope_picker_asks_again() -> None:
         app, ["create", "n", "--service", "microsoft", "--client-id", "c", "--public"],
         input=answers,
     )  # fmt: skip
-    assert "there is no scope number 99" in result.stderr
+    assert "There is no scope number 99" in result.stderr
     assert "did you mean" in result.stderr or "not in the microsoft catalog" in result.stderr
     assert result.stderr.count("Scopes (numbers or names") == 3
     assert "…" not in result.stderr  # every scope in full, folded where it must be
@@ -366,3 +366,13 @@ def test_reauthorization_errors_keep_their_codes() -> None:
                       ReauthorizationRequired)  # fmt: skip
     assert isinstance(sign_in_failure(error("access_denied"), "x", None, TokenAuth.NONE, "x"),
                       AuthorizationFailed)  # fmt: skip
+
+
+@E2E
+def test_a_token_of_a_rejected_grant_comes_with_a_warning(auth_server: Any) -> None:
+    assert create_token(auth_server).returncode == 0
+    auth_server.revoke_all()
+    assert run_oauthtok("refresh", "t", "--force").returncode == 4
+    result = run_oauthtok("token", "t")  # the access token has not expired yet
+    assert result.returncode == 0 and result.stdout.startswith("at-")
+    assert "rejected the last renewal" in result.stderr and "reauthorize t" in result.stderr

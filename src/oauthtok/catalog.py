@@ -390,7 +390,7 @@ def discover_endpoints(client: httpx.Client, issuer: str) -> Endpoints:
         try:
             reply = netio.send(client, "GET", url, headers={"Accept": "application/json"})
         except ProviderError as exc:
-            raise ProviderError(f"discovery failed: {exc}; check the issuer, then retry") from None
+            raise ProviderError(f"cannot read the metadata of {issuer!r}: {exc}") from None
         if reply.status == 200:
             document = reply.json()
             break
@@ -468,6 +468,21 @@ def help_markdown(service: Service) -> str:
         parts += ["", "## Parameters (`--param KEY=VALUE`)", ""]
         parts += [f"- `{k}` (default `{v or 'required'}`)" for k, v in service.params.items()]
     return "\n".join(parts) + "\n"
+
+
+def param_problem(service: Service, key: str, value: str) -> str | None:
+    """Why `value` cannot be the parameter `key` (an endpoint it fills would not be https),
+    checked when it is typed rather than after everything else was asked."""
+    values = {k: v or "x" for k, v in service.params.items()}
+    values[key] = value
+    for url_key in _URL_KEYS:
+        template = getattr(service, url_key)
+        if template and "{" + key + "}" in template:
+            filled = _PLACEHOLDER.sub(lambda m: values.get(m.group(1), "x"), template)
+            problem = url_problem(filled)
+            if problem:
+                return f"{terminal_text(value, 100)!r}: {problem}"
+    return None
 
 
 def required_params(service: Service) -> list[str]:

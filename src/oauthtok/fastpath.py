@@ -110,10 +110,10 @@ def cached_token(parsed: TokenArgs) -> str | None:
     expires_at = secret.get("expires_at")
     if contract.is_due(expires_at, parsed.min_valid, time.time()):
         return None
-    scopes: list[str] = []
-    if parsed.fmt is contract.Format.JSON:  # only this format needs the metadata file
-        record = layout.read_record(data_dir, token_id)
-        scopes = contract.shown_scopes(record.get("granted_scopes"), record.get("scopes") or [])
+    record = layout.read_record(data_dir, token_id)
+    if record.get("needs_reauth"):
+        return None  # the full path hands it out with a warning
+    scopes = contract.shown_scopes(record.get("granted_scopes"), record.get("scopes") or [])
     return contract.render_token(
         secret["access_token"], secret.get("token_type"), expires_at, scopes, parsed.fmt
     )

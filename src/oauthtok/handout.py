@@ -18,10 +18,17 @@ def token_text(name: str, fmt: contract.Format, min_valid: float) -> str:
 
     outcome = TokenManager().valid_token(name, min_valid=min_valid)
     record, tokens = outcome.record, outcome.tokens
-    if outcome.warning:
-        from oauthtok.errors import say
+    from oauthtok.errors import command, say
 
+    if outcome.warning:
         say(f"oauthtok: warning: {outcome.warning}")
+    if record.needs_reauth:
+        # the grant is dead; this access token may still work until it expires: say so
+        say(
+            f"oauthtok: warning: the provider rejected the last renewal of {record.name!r}: "
+            f"this token works at most until it expires; run "
+            f"`{command('reauthorize', record.name)}`"
+        )
     scopes = contract.shown_scopes(record.granted_scopes, record.scopes)
     return contract.render_token(
         tokens.access_token, tokens.token_type, tokens.expires_at, scopes, fmt

@@ -178,6 +178,8 @@ class LoopbackListener:
         self._servers: list[_Server] = []
         self._threads: list[threading.Thread] = []
         self._done = threading.Event()
+        #: the browser has been sent its page (so closing the listener cannot cut it off)
+        self._answered = threading.Event()
         self._result: Callback | None = None
         self._failure: BaseException | None = None
         self._lock = threading.Lock()
@@ -267,12 +269,14 @@ class LoopbackListener:
                     f"no answer from the browser within {timeout:g} s; run the command again "
                     "(or raise --timeout)"
                 )
+        # the browser's page is written before the listener closes (a few ms; bounded)
+        self._answered.wait(max(0.0, min(5.0, deadline - time.monotonic())))
         if self._failure is not None:
             raise self._failure
         assert self._result is not None
         return self._result
 
-    def offer(self, query: str) -> Callback | None:
+    def offer(self, query: str, *, from_browser: bool = False) -> Callback | None:
         """Consider a redirect's query string (from the browser, or pasted).
 
         None when it is not for this sign-in (no or wrong state) or the sign-in already has its
@@ -315,6 +319,8 @@ class LoopbackListener:
                 return None
             self._result = callback
             self._failure = failure
+            if not from_browser:  # pasted: no page to write
+                self._answered.set()
             self._done.set()
         return callback
 
@@ -326,7 +332,14 @@ class LoopbackListener:
         if self._done.is_set():
             request.reply(400, "Already done", "This sign-in is finished; close this tab.")
             return
-        callback = self.offer(parts.query)
+        callback = self.offer(parts.query, from_browser=True)
+        try:
+            self._reply(request, callback)
+        finally:
+            if callback is not None:
+                self._answered.set()
+
+    def _reply(self, request: _Handler, callback: Callback | None) -> None:
         if callback is None:
             request.reply(
                 400,

@@ -197,6 +197,11 @@ class SecretStore:
         except _TransientFailure:
             return self._call(fn, what)
 
+    def check(self) -> None:
+        """StoreError (exit 8) now when the store cannot be opened and read."""
+        backend = self.backend
+        self._call(lambda: backend.get_password(contract.SECRET_NAMESPACE, "-"), "open the keyring")
+
     def get(self, key: str) -> str | None:
         backend = self.backend
         ns = contract.SECRET_NAMESPACE

@@ -137,7 +137,11 @@ class TokenStore:
                 f"cannot use the data folder {self.data_dir} ({exc.strerror or exc}); check that "
                 "it is yours and writable (OAUTHTOK_DATA_DIR moves it)"
             ) from None
-        self.secrets.get("availability-check")
+        check = getattr(self.secrets, "check", None)
+        if check is not None:
+            check()
+        else:
+            self.secrets.get("availability-check")
 
     def _check_folder(self) -> None:
         """The data folder and its index must be ours (once per process)."""

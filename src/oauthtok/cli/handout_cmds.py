@@ -43,8 +43,10 @@ def refresh_command(
     from oauthtok.errors import UsageError
     from oauthtok.manager import TokenManager
 
-    if all_tokens == bool(names):
-        raise UsageError("name the tokens to refresh, or give --all (not both)")
+    if all_tokens and names:
+        raise UsageError("name the tokens to refresh, or give --all, not both")
+    if not all_tokens and not names:
+        raise UsageError("name the tokens to refresh, or give --all")
     first_error = None
     still_valid: list[str] = []
     for report in TokenManager().refresh_many(names or [], force=force, min_valid=min_valid):

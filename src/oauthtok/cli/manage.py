@@ -34,8 +34,10 @@ def rename_command(
     """Rename a token (the secret store is not touched)."""
     from oauthtok.store import TokenStore
 
-    record = TokenStore().rename(old, new)
-    say(f"Renamed {old!r} to {record.name!r}.")
+    store = TokenStore()
+    before = store.get(old).name
+    record = store.rename(old, new)
+    say(f"Renamed {before!r} to {record.name!r}.")
 
 
 @app.command("delete")
@@ -52,6 +54,8 @@ def delete_command(
     manager = TokenManager()
     record = manager.store.get(name)
     question = f"Delete token {record.name!r} ({record.service})?"
+    if not no_revoke and not record.endpoints.revocation_url:
+        question += " The grant stays live at the provider (it has no revocation endpoint)."
     if not yes and output.can_prompt() and not typer.confirm(question, default=False, err=True):
         say(f"Not deleted: {record.name!r} is unchanged.")
         return

@@ -91,7 +91,7 @@ FormatOption = Annotated[
 MinValid = Annotated[
     float,
     typer.Option(
-        "--min-valid", metavar="SECONDS", parser=min_valid,
+        "--min-valid", metavar="SECONDS", parser=min_valid, show_default="60",
         help="Refresh first if the token expires within SECONDS.",
     ),
 ]  # fmt: skip

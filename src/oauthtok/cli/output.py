@@ -70,6 +70,10 @@ def describe_validity(record: TokenRecord) -> str:
     return f"valid for {left}, {refresh}"
 
 
+#: the narrowest a folding column gets before a table turns into one block per row
+MIN_COLUMN = 8
+
+
 def print_table(
     columns: Sequence[str], rows: Sequence[Sequence[str]], *, keep: Sequence[str] = ()
 ) -> None:
@@ -83,12 +87,26 @@ def print_table(
     from rich.markup import escape
     from rich.table import Table
 
+    out = console()
+    kept = max((len(row[i]) for row in rows for i, c in enumerate(columns) if c in keep),
+               default=0)  # fmt: skip
+    others = len(columns) - len(keep)
+    if kept + others * (MIN_COLUMN + 3) > out.width:
+        # too narrow for a table that keeps every name whole: one block per row instead
+        width = max(len(c) for c in columns)
+        for row in rows:
+            head = [row[i] for i, c in enumerate(columns) if c in keep]
+            out.print(escape(" ".join(head)), overflow="fold", soft_wrap=False)
+            for i, column in enumerate(columns):
+                if column not in keep:
+                    out.print(f"  {column.lower():<{width}}  {escape(row[i])}", overflow="fold")
+        return
     table = Table(show_edge=False, pad_edge=False)
     for column in columns:
         if column in keep:
-            table.add_column(column, no_wrap=True, overflow="ignore")
+            table.add_column(column, no_wrap=True, min_width=kept)
         else:
-            table.add_column(column, overflow="fold")
+            table.add_column(column, overflow="fold", min_width=MIN_COLUMN)
     for row in rows:
         table.add_row(*(escape(c) for c in row))
-    console().print(table)
+    out.print(table)

@@ -122,9 +122,16 @@ def choose_service() -> Service:
     catalog = load_catalog()
     if not output.can_prompt():
         raise UsageError(f"missing --service (one of: {', '.join(catalog)})")
+    from rich.markup import escape
+    from rich.table import Table
+
     names = list(catalog)
+    table = Table("#", "SERVICE", "WHAT IT IS", show_edge=False, pad_edge=False)
+    table.columns[1].no_wrap = True
+    table.columns[2].overflow = "fold"
     for i, (name, service) in enumerate(catalog.items(), 1):
-        say(f"  {i:>2}. {name:<12} {terminal_text(service.title)}")
+        table.add_row(str(i), escape(name), escape(terminal_text(service.title)))
+    console(stderr=True).print(table)
     while True:
         choice = ask("service (name or number)")
         if choice.isdigit() and 1 <= int(choice) <= len(names):
@@ -138,13 +145,18 @@ def choose_service() -> Service:
 
 def ask_params(service: Service, params: dict[str, str]) -> dict[str, str]:
     """Required parameters (no default in the catalog) are asked right after the service."""
-    from oauthtok.catalog import required_params
+    from oauthtok.catalog import param_problem, required_params
 
     for key in required_params(service):
-        if not params.get(key):
+        while not params.get(key):
             if not output.can_prompt():
                 raise UsageError(f"service {service.name!r} needs --param {key}=VALUE")
-            params[key] = ask(f"{key} (--param {key}=…)")
+            value = ask(f"{key} (--param {key}=…)")
+            problem = param_problem(service, key, value)
+            if problem:
+                say(f"{problem}; try again.")
+            else:
+                params[key] = value
     return params
 
 
@@ -181,14 +193,15 @@ def choose_scopes(service: Service) -> tuple[str, ...]:
                 hint = f" (did you mean {near!r}?)" if near else ""
                 say(f"{item!r} is not in the {service.name} catalog{hint}.")
                 if not typer.confirm(f"Ask for {item!r} anyway?", default=False, err=True):
-                    problem = "choose again"
+                    problem = "then choose the scopes again"
                     break
                 chosen.append(item)
             else:
                 chosen.append(item)
         if problem is None and chosen:
             return tuple(dict.fromkeys(chosen))
-        say(f"{problem or 'no scopes chosen'}; try again.")
+        message = problem or "no scopes chosen"
+        say(f"{message[0].upper()}{message[1:]}.")
 
 
 def advise_scopes(service: Service, chosen: tuple[str, ...], app_only: bool) -> tuple[str, ...]:
@@ -342,9 +355,9 @@ def create_command(
         ConsoleSignIn(open_browser=not no_browser),
         "nothing was saved",
     )
-    say(f"Saved token {record.name!r} ({describe_validity(record)}).")
     if record.missing_scopes:
         say(f"warning: the provider did not grant: {' '.join(record.missing_scopes)}")
+    say(f"Saved token {record.name!r} ({describe_validity(record)}).")
     say(f"Use it with: {command('token', record.name)}")
 
 
@@ -352,7 +365,14 @@ def create_command(
 def reauthorize_command(
     name: Name,
     client_secret_stdin: SecretStdin = False,
-    scopes: Scopes = None,
+    scopes: Annotated[
+        str | None,
+        typer.Option(
+            "--scopes",
+            metavar='"SCOPE …"',
+            help="Ask for these scopes instead of the stored ones (spaces or commas).",
+        ),
+    ] = None,
     add_scope: Annotated[
         list[str] | None,
         typer.Option("--add-scope", "-a", metavar="SCOPE", help="Ask for this scope too."),

@@ -57,7 +57,12 @@ def show_view(name: str, as_json: bool) -> None:
         ("service", record.service),
         ("status", data["status"]),
         ("client id", record.client_id),
-        ("client type", "public" if record.token_auth == TokenAuth.NONE else record.token_auth),
+        (
+            "client",
+            "public (PKCE only)"
+            if record.token_auth == TokenAuth.NONE
+            else f"confidential ({record.token_auth})",
+        ),
         ("signed in with", record.flow),
         ("scopes asked", " ".join(record.scopes)),
         ("scopes granted", " ".join(record.granted_scopes or ()) or "(not reported)"),

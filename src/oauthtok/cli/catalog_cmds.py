@@ -13,7 +13,7 @@ from oauthtok.cli.options import AsJson, complete_services
 
 @app.command("services")
 def services_command(as_json: AsJson = False) -> None:
-    """List the authorization services of the catalog."""
+    """List the catalog's services."""
     views.services_view(as_json)
 
 
@@ -27,5 +27,7 @@ def show_help_command(
         ),
     ] = None,
 ) -> None:  # fmt: skip
-    """How to register an app with a service (without SERVICE: how to choose one)."""
+    """How to register an app with a service.
+
+    Without SERVICE: how to choose one."""
     views.show_help_view(service)

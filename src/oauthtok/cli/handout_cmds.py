@@ -18,7 +18,9 @@ def token_command(
     fmt: FormatOption = contract.DEFAULT_FORMAT,
     min_valid: MinValid = contract.DEFAULT_MIN_VALID,
 ) -> None:
-    """Print a valid access token (refreshing it first when needed)."""
+    """Print a valid access token.
+
+    It is refreshed first when it expires within --min-valid seconds."""
     from oauthtok.handout import token_text
 
     print(token_text(name, fmt, min_valid))
@@ -39,7 +41,9 @@ def refresh_command(
     force: Annotated[bool, typer.Option("--force", help="Refresh even if still valid.")] = False,
     min_valid: MinValid = contract.DEFAULT_MIN_VALID,
 ) -> None:
-    """Refresh tokens now: a line for each token refreshed or failed, one line for the rest."""
+    """Refresh tokens now.
+
+    A line for each token refreshed or failed, one summary line for the rest."""
     from oauthtok.errors import UsageError
     from oauthtok.manager import TokenManager
 

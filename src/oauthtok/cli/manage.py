@@ -14,13 +14,15 @@ from oauthtok.cli.output import say
 
 @app.command("list")
 def list_command(as_json: AsJson = False) -> None:
-    """List stored tokens (reads the metadata only, never the secret store)."""
+    """List the stored tokens.
+
+    Reads the metadata only, never the secret store."""
     views.list_view(as_json)
 
 
 @app.command("show")
 def show_command(name: Name, as_json: AsJson = False) -> None:
-    """Everything about one token except its secrets."""
+    """Show one token, except its secrets."""
     views.show_view(name, as_json)
 
 
@@ -31,7 +33,9 @@ def rename_command(
     ],
     new: Annotated[str, typer.Argument(help="The new name.", metavar="NEW")],
 ) -> None:
-    """Rename a token (the secret store is not touched)."""
+    """Rename a token.
+
+    Only the name index changes; the secret store is not touched."""
     from oauthtok.store import TokenStore
 
     store = TokenStore()
@@ -48,7 +52,9 @@ def delete_command(
         bool, typer.Option("--no-revoke", help="Do not revoke the grant at the provider.")
     ] = False,
 ) -> None:
-    """Delete a token: revoke it at the provider (when it can), then delete it here."""
+    """Revoke and delete a token.
+
+    The grant is revoked at the provider (when it can be), then the token is deleted here."""
     from oauthtok.manager import TokenManager
 
     manager = TokenManager()

@@ -321,7 +321,7 @@ def create_command(
     no_browser: NoBrowser = False,
     flow: FlowOption = None,
 ) -> None:
-    """Sign in with a service and store the tokens under NAME.
+    """Sign in and store the tokens under NAME.
 
     Anything missing is asked on a terminal. The client secret comes from a hidden prompt
     (asked twice; empty means a public client), from one line of stdin with
@@ -385,9 +385,9 @@ def reauthorize_command(
     no_browser: NoBrowser = False,
     flow: FlowOption = None,
 ) -> None:
-    """Consent again with the stored service and client (and the flow it was created with).
+    """Sign in again and replace the tokens.
 
-    --scopes replaces the scopes, --add-scope/--remove-scope change them; the old tokens stay
+    The stored service, client and flow are used again. --scopes replaces the scopes, --add-scope/--remove-scope change them; the old tokens stay
     until the new consent succeeds.
     """
     from oauthtok.manager import TokenManager, browser_available

@@ -39,6 +39,8 @@ class Endpoints:
     issuer_pattern: str | None = None
     #: the server said it always sends `iss` (authorization_response_iss_parameter_supported)
     iss_required: bool = False
+    #: RFC 7662 token introspection (`inspect --remote`)
+    introspection_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class Service:
     error_hints: dict[str, str] = field(default_factory=dict)
     #: the flow to use when no browser can be opened (default: device if there is one, else paste)
     headless_flow: Flow | None = None
+    #: RFC 7662 token introspection (`inspect --remote`)
+    introspection_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,9 @@ class TokenRecord:
     flow: Flow = Flow.BROWSER
     #: why the expiry is clamped or unknown (the provider's expires_in was not a sane number)
     expiry_note: str | None = None
+    #: when the client secret or certificate expires (Unix time): `--secret-expires`, or the
+    #: certificate's notAfter
+    secret_expires_at: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -152,6 +159,8 @@ class TokenSet:
     refresh_token: str | None = None
     client_secret: str | None = None
     id_token: str | None = None
+    #: the client's private key and certificate (PEM) for private_key_jwt, kept like a secret
+    client_certificate: str | None = None
 
     def __repr__(self) -> str:  # never show secrets, not even in a traceback's locals
         return f"TokenSet(token_type={self.token_type!r}, expires_at={self.expires_at!r})"

@@ -11,7 +11,7 @@ import typer
 
 from oauthtok import contract
 from oauthtok.cli.app import app
-from oauthtok.cli.options import AsJson, MinValid, Name, Params, SaslUser, Scopes, ServiceName
+from oauthtok.cli.options import AsJson, MinValid, Name, Params, SaslUser, ServiceName
 from oauthtok.cli.output import emit_json, humanize_seconds
 from oauthtok.errors import UsageError
 from oauthtok.kit import DEFAULT_TEST_TIMEOUT
@@ -224,7 +224,12 @@ def consent_url_command(
         typer.Option("--client-id", metavar="ID", help="The app's client id (without NAME)."),
     ] = None,
     param: Params = None,
-    scopes: Scopes = None,
+    scopes: Annotated[
+        str | None,
+        typer.Option("--scopes", metavar='"SCOPE …"', show_default=False,
+                     help="The permissions to grant (default: the token's scopes, or the "
+                     "service's default scopes)."),
+    ] = None,
 ) -> None:  # fmt: skip
     """Print the Microsoft 365 admin-consent link and, below it, what each permission allows:
     text an admin can forward.

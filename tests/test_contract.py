@@ -69,6 +69,7 @@ FORMS = [
     ["mail", "-u", "a"],  # no short form
     ["mail", "--use", "a"],
     ["mail", "--user", "a,b=c@x", "-f", "oauthbearer"],
+    ["mail", "-f", "xoauth2", "--user", "Alice@Example.test"],  # kept as given
 ]
 
 

@@ -5,11 +5,14 @@ credentials, secret expiry). The login test against Dovecot is in test_kit_login
 from __future__ import annotations
 
 import base64
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +224,50 @@ def test_inspect_remote_needs_an_introspection_endpoint(auth_server: Any) -> Non
     assert run_oauthtok("inspect", "work-mail").returncode == 0
 
 
+# -- test --url (the IMAP and SMTP logins against Dovecot are in test_kit_login.py) ----------
+
+
+@pytest.fixture
+def resource() -> Iterator[tuple[str, list[str]]]:
+    """A loopback API that accepts one bearer token (set in the list it yields)."""
+    accepted: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.headers.get("Authorization") in [f"Bearer {t}" for t in accepted]:
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b'{"me": "alice"}')
+                return
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Bearer error="invalid_token"')
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/me", accepted
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_test_url(auth_server: Any, resource: tuple[str, list[str]]) -> None:
+    url, accepted = resource
+    assert create(auth_server).returncode == 0
+    refused = run_oauthtok("test", "work-mail", "--url", url)
+    assert refused.returncode == 5 and "error=invalid_token" in refused.stderr
+    accepted.append(token().stdout.strip())
+    works = run_oauthtok("test", "work-mail", "--url", url)
+    assert works.returncode == 0, works.stderr
+    assert f"GET {url}: HTTP 200 OK" in works.stdout
+    assert works.stdout.endswith("OK: the server accepted the token\n")
+
+
 # -- consent-url and national clouds --------------------------------------------------------
 
 
@@ -320,18 +367,20 @@ def test_certificate_credentials_in_every_flow_and_refresh(
     assert "PRIVATE KEY" not in stored_metadata()
     secret = stored_secret("app")
     assert "PRIVATE KEY" in secret["client_certificate"] and "client_secret" not in secret
-    # every refresh signs a new assertion
-    refreshed = run_oauthtok("refresh", "app", "--force")
-    assert refreshed.returncode == 0, refreshed.stderr
-    assert len(auth_server.knobs.client_assertions) == 2
+    # every refresh signs a new assertion (and the key stays with the refreshed tokens)
+    for _ in range(2):
+        refreshed = run_oauthtok("refresh", "app", "--force")
+        assert refreshed.returncode == 0, refreshed.stderr
+    assert len(auth_server.knobs.client_assertions) == 3
     assert auth_server.knobs.client_assertions[1]["jti"] != first["jti"]
+    assert "PRIVATE KEY" in stored_secret("app")["client_certificate"]
     assert "private_key_jwt" in run_oauthtok("show", "app").stdout
     # app-only (client credentials) too, and its renewal
     apponly = create_with_certificate(auth_server, pem, cert, "--flow", "client-credentials",
                                       name="job")  # fmt: skip
     assert apponly.returncode == 0, apponly.stderr
     assert token("job", "--min-valid", "99999").returncode == 0
-    assert len(auth_server.knobs.client_assertions) == 4
+    assert len(auth_server.knobs.client_assertions) == 5
 
 
 def test_reauthorize_replaces_the_certificate(auth_server: Any, tmp_path: Path) -> None:

@@ -163,7 +163,7 @@ def inspect_command(
 
 def describe(info: TokenInfo, remote: bool) -> list[str]:
     """`inspect` for a person: one `key  value` line each, then the problems."""
-    from oauthtok.jwtinfo import when
+    from oauthtok.jwtinfo import is_microsoft, when
 
     def listed(values: tuple[str, ...] | None) -> str:
         return " ".join(values) if values else "-"
@@ -191,7 +191,7 @@ def describe(info: TokenInfo, remote: bool) -> list[str]:
         ("roles", listed(info.roles)),
         ("tenant", info.tenant or "-"),
         ("account", info.account or "-"),
-        ("app-only", app_only if info.format == "jwt" else "-"),
+        ("app-only", app_only if is_microsoft(info) else "-"),  # Microsoft's claims only
         ("issued", moment(info.issued_at, now)),
         ("expires", moment(info.expires_at, now)),
     ]

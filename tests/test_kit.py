@@ -401,6 +401,26 @@ def test_reauthorize_replaces_the_certificate(auth_server: Any, tmp_path: Path) 
     assert secret.returncode == 2 and "authenticates with a certificate" in secret.stderr
 
 
+def test_reauthorize_moves_from_a_secret_to_a_certificate(
+    auth_server: Any, tmp_path: Path
+) -> None:
+    """Microsoft's advice (certificates over secrets) as one command; the secret is dropped."""
+    assert create(auth_server, extra=("--secret-expires", "2099-01-01")).returncode == 0
+    pem = tmp_path / "app.pem"
+    cert = make_client_certificate(pem)
+    client = auth_server.clients["client-work-mail"]
+    client.auth_method, client.public_key_pem = "private_key_jwt", public_pem(cert)
+    moved = run_oauthtok("reauthorize", "work-mail", "--client-certificate", str(pem),
+                         env={"OAUTHTOK_CLIENT_SECRET": SECRET})  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    data = shown("work-mail")
+    assert data["token_auth"] == "private_key_jwt"
+    assert data["secret_expires_at"] == int(cert.not_valid_after_utc.timestamp())
+    secret = stored_secret("work-mail")
+    assert "client_secret" not in secret and "PRIVATE KEY" in secret["client_certificate"]
+    assert run_oauthtok("refresh", "work-mail", "--force").returncode == 0
+
+
 def test_a_readable_key_file_is_refused_before_anything(
     auth_server: Any, tmp_path: Path, browser: Path
 ) -> None:

@@ -19,9 +19,12 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from typer.testing import CliRunner, Result
 
+from oauthtok.cli.app import app
+from oauthtok.store import TokenStore
 from tests.certs import make_client_certificate
-from tests.helpers import run_oauthtok
+from tests.helpers import make_record, make_secrets, run_oauthtok
 from tests.test_e2e import HEAVY, SECRET, create, imported_modules, stored_metadata, token
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
@@ -36,17 +39,20 @@ def sasl(text: str) -> str:
 
 
 def stored_secret(name: str) -> dict[str, Any]:
-    code = (
-        "from oauthtok.store import TokenStore;s=TokenStore();"
-        f"print(s.secrets.get(s.get({name!r}).id))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return dict(json.loads(out.stdout))
+    store = TokenStore()
+    return dict(json.loads(store.secrets.get(store.get(name).id) or "{}"))
+
+
+def cli(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+    """The same program in this process (Typer's runner): for the commands whose process
+    boundary is not what a test is about. `create` (the real sign-in), `token` (the fast
+    path) and `exec` (it replaces the process) run as their own process."""
+    return CliRunner().invoke(app, list(args), input=input, env=env)
 
 
 def shown(name: str) -> dict[str, Any]:
-    result = run_oauthtok("show", name, "--json")
-    assert result.returncode == 0, result.stderr
+    result = cli("show", name, "--json")
+    assert result.exit_code == 0, result.stderr
     return dict(json.loads(result.stdout))
 
 
@@ -54,26 +60,16 @@ def shown(name: str) -> dict[str, Any]:
 
 
 def test_sasl_formats_with_user(auth_server: Any) -> None:
+    """(The same answers without the fast path, and the refusals: test_e2e's SAME_ANSWER.)"""
     assert create(auth_server).returncode == 0
     raw = token().stdout.strip()
-    for env in ({}, {"OAUTHTOK_NO_FAST_PATH": "1"}):
-        xo = token("work-mail", "--format", "xoauth2", "--user", USER, env=env)
-        assert xo.returncode == 0, xo.stderr
-        assert sasl(xo.stdout) == f"user={USER}\x01auth=Bearer {raw}\x01\x01"
-        ob = token("work-mail", "-f", "oauthbearer", "--user", "a,b=c@x.example", env=env)
-        assert sasl(ob.stdout) == f"n,a=a=2Cb=3Dc@x.example,\x01auth=Bearer {raw}\x01\x01"
-
-
-def test_without_an_account_the_user_is_required(auth_server: Any) -> None:
-    assert create(auth_server).returncode == 0  # opaque tokens: no account known
-    for env in ({}, {"OAUTHTOK_NO_FAST_PATH": "1"}):
-        result = token("work-mail", "-f", "xoauth2", env=env)
-        assert result.returncode == 2 and result.stdout == ""
-        assert "--user ADDRESS" in result.stderr and "at-" not in result.stderr
-        mixed = token("work-mail", "--user", USER, env=env)
-        assert mixed.returncode == 2 and "--user goes with --format xoauth2" in mixed.stderr
-        control = token("work-mail", "-f", "xoauth2", "--user", "a\x01b", env=env)
-        assert control.returncode == 2 and "control character" in control.stderr
+    xo = token("work-mail", "--format", "xoauth2", "--user", USER)
+    assert xo.returncode == 0, xo.stderr
+    assert sasl(xo.stdout) == f"user={USER}\x01auth=Bearer {raw}\x01\x01"
+    ob = token("work-mail", "-f", "oauthbearer", "--user", "a,b=c@x.example")
+    assert sasl(ob.stdout) == f"n,a=a=2Cb=3Dc@x.example,\x01auth=Bearer {raw}\x01\x01"
+    none = token("work-mail", "-f", "xoauth2")  # opaque tokens: no account known
+    assert none.returncode == 2 and none.stdout == "" and "--user ADDRESS" in none.stderr
 
 
 def test_the_user_defaults_to_the_tokens_account(auth_server: Any) -> None:
@@ -89,12 +85,12 @@ def test_the_user_defaults_to_the_tokens_account(auth_server: Any) -> None:
     assert sasl(given.stdout).startswith("n,a=shared@example.test,\x01")  # --user wins
 
 
-@pytest.mark.parametrize("fmt", ["xoauth2", "oauthbearer"])
-def test_sasl_formats_are_answered_by_the_fast_path(auth_server: Any, fmt: str) -> None:
+def test_sasl_formats_are_answered_by_the_fast_path(auth_server: Any) -> None:
     auth_server.knobs.jwt_access_tokens = {"email": USER}
     assert create(auth_server).returncode == 0
-    for args in (["--user", USER], []):  # the account from the claims: still nothing heavy
-        result, modules = imported_modules("token", "work-mail", "--format", fmt, *args)
+    # with --user, and with the account from the claims: still nothing heavy
+    for args in (["-f", "xoauth2", "--user", USER], ["-f", "oauthbearer"]):
+        result, modules = imported_modules("token", "work-mail", *args)
         assert result.returncode == 0, result.stderr
         assert "oauthtok.fastpath" in modules and "oauthtok.handout" not in modules
         assert not [m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY]
@@ -175,15 +171,15 @@ def test_inspect_a_jwt(auth_server: Any) -> None:
     auth_server.knobs.jwt_access_tokens = {"aud": "https://mail.example.test", "email": USER}
     assert create(auth_server).returncode == 0
     raw = token().stdout.strip()
-    result = run_oauthtok("inspect", "work-mail", "--json")
-    assert result.returncode == 0, result.stderr
+    result = cli("inspect", "work-mail", "--json")
+    assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert list(data) == ["format", "issuer", "audience", "scopes", "roles", "tenant",
                           "account", "issued_at", "expires_at", "problems"]  # fmt: skip
     assert data["format"] == "jwt" and data["issuer"] == auth_server.base_url
     assert data["audience"] == ["https://mail.example.test"] and data["account"] == USER
     assert data["scopes"] == ["offline_access", "mail.read"] and data["problems"] == []
-    text = run_oauthtok("inspect", "work-mail").stdout
+    text = cli("inspect", "work-mail").stdout
     assert "signature not checked" in text and "problems: none found" in text
     for out in (result.stdout, text):
         assert raw not in out and raw.split(".")[2] not in out
@@ -195,33 +191,33 @@ def test_inspect_explains_a_graph_token_used_for_imap(auth_server: Any) -> None:
         "aud": "https://graph.microsoft.com", "tid": tenant, "scp": "Mail.Read User.Read",
     }  # fmt: skip
     assert create(auth_server).returncode == 0
-    result = run_oauthtok("inspect", "work-mail", "--for", "imap", "--json")
+    result = cli("inspect", "work-mail", "--for", "imap", "--json")
     problems = json.loads(result.stdout)["problems"]
     assert len(problems) == 1 and "the audience is Microsoft Graph" in problems[0]
-    text = run_oauthtok("inspect", "work-mail", "--for", "IMAP").stdout
+    text = cli("inspect", "work-mail", "--for", "IMAP").stdout
     assert "problems:\n  - the audience is Microsoft Graph" in text
 
 
 def test_inspect_an_opaque_token_locally_and_remotely(auth_server: Any) -> None:
     assert create(auth_server).returncode == 0
-    local = run_oauthtok("inspect", "work-mail")
-    assert local.returncode == 0 and "not a JWT" in local.stdout and "--remote" in local.stdout
-    remote = run_oauthtok("inspect", "work-mail", "--remote", "--json")
-    assert remote.returncode == 0, remote.stderr
+    local = cli("inspect", "work-mail")
+    assert local.exit_code == 0 and "not a JWT" in local.stdout and "--remote" in local.stdout
+    remote = cli("inspect", "work-mail", "--remote", "--json")
+    assert remote.exit_code == 0, remote.stderr
     data = json.loads(remote.stdout)
     assert data["format"] == "opaque" and data["scopes"] == ["offline_access", "mail.read"]
     assert data["account"] == USER and data["problems"] == []
     auth_server.revoke_access_token(token().stdout.strip())
-    gone = json.loads(run_oauthtok("inspect", "work-mail", "--remote", "--json").stdout)
+    gone = json.loads(cli("inspect", "work-mail", "--remote", "--json").stdout)
     assert "not active" in gone["problems"][0]
 
 
 def test_inspect_remote_needs_an_introspection_endpoint(auth_server: Any) -> None:
     assert create(auth_server, service="testfull", auth="client_secret_post").returncode == 0
-    result = run_oauthtok("inspect", "work-mail", "--remote")
-    assert result.returncode == 2 and "introspection_url" in result.stderr
+    result = cli("inspect", "work-mail", "--remote")
+    assert result.exit_code == 2 and "introspection_url" in result.stderr
     auth_server.stop()  # the local decoding needs no network
-    assert run_oauthtok("inspect", "work-mail").returncode == 0
+    assert cli("inspect", "work-mail").exit_code == 0
 
 
 # -- test --url (the IMAP and SMTP logins against Dovecot are in test_kit_login.py) ----------
@@ -272,45 +268,41 @@ def test_test_url(auth_server: Any, resource: tuple[str, list[str]]) -> None:
 
 
 def test_consent_url_for_a_client(auth_server: Any) -> None:
-    result = run_oauthtok(
+    result = cli(
         "consent-url", "--service", "microsoft", "--client-id", "app-1",
         "--param", "tenant=contoso.us", "--param", "cloud=usgov",
         "--scopes", "https://outlook.office365.us/.default",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     first, *rest = result.stdout.splitlines()
     assert first.startswith("https://login.microsoftonline.us/contoso.us/v2.0/adminconsent?")
     assert "client_id=app-1" in first and "outlook.office365.us%2F.default" in first
     assert any("- https://outlook.office365.us/.default: Outlook (US Government)" in line
                for line in rest)  # fmt: skip
-    default = run_oauthtok("consent-url", "-s", "microsoft", "--client-id", "a",
+    default = cli("consent-url", "-s", "microsoft", "--client-id", "a",
                            "--param", "tenant=contoso.com")  # fmt: skip
     assert "https%3A%2F%2Fgraph.microsoft.com%2FUser.Read" in default.stdout.splitlines()[0]
-    common = run_oauthtok("consent-url", "-s", "microsoft", "--client-id", "a")
-    assert common.returncode == 2 and "not 'common'" in common.stderr
-    other = run_oauthtok("consent-url", "-s", "testidp", "--client-id", "a")
-    assert other.returncode == 2 and "Microsoft's" in other.stderr
-    assert run_oauthtok("consent-url").returncode == 2
+    common = cli("consent-url", "-s", "microsoft", "--client-id", "a")
+    assert common.exit_code == 2 and "not 'common'" in common.stderr
+    other = cli("consent-url", "-s", "testidp", "--client-id", "a")
+    assert other.exit_code == 2 and "Microsoft's" in other.stderr
+    assert cli("consent-url").exit_code == 2
 
 
 def test_consent_url_for_a_stored_token(auth_server: Any) -> None:
-    code = (
-        "from oauthtok.store import TokenStore; from tests.helpers import make_record, "
-        "make_secrets; TokenStore().add(make_record('ms', params={'tenant': 'contoso.com', "
-        "'authority': 'login.microsoftonline.com'}), make_secrets())"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-    result = run_oauthtok("consent-url", "ms")
-    assert result.returncode == 0, result.stderr
+    params = {"tenant": "contoso.com", "authority": "login.microsoftonline.com"}
+    TokenStore().add(make_record("ms", params=params), make_secrets())
+    result = cli("consent-url", "ms")
+    assert result.exit_code == 0, result.stderr
     url = result.stdout.splitlines()[0]
     assert url.startswith("https://login.microsoftonline.com/contoso.com/v2.0/adminconsent?")
     assert "client_id=11111111-2222" in url and "IMAP.AccessAsUser.All" in url
     assert "redirect_uri=http%3A%2F%2Flocalhost" in url
     assert create(auth_server).returncode == 0
-    wrong = run_oauthtok("consent-url", "work-mail")
-    assert wrong.returncode == 2 and "testidp token" in wrong.stderr
-    both = run_oauthtok("consent-url", "ms", "--client-id", "x")
-    assert both.returncode == 2
+    wrong = cli("consent-url", "work-mail")
+    assert wrong.exit_code == 2 and "testidp token" in wrong.stderr
+    both = cli("consent-url", "ms", "--client-id", "x")
+    assert both.exit_code == 2
 
 
 def test_create_in_a_national_cloud() -> None:
@@ -326,9 +318,9 @@ def test_create_in_a_national_cloud() -> None:
     assert "https://login.microsoftonline.us/contoso.us/oauth2/v2.0/authorize?" in result.stderr
     assert "scope=offline_access%20https%3A%2F%2Foutlook.office365.us%2FIMAP" in result.stderr
     assert "warning" not in result.stderr  # the translated scopes are in the catalog
-    bad = run_oauthtok("create", "x", "--service", "microsoft", "--client-id", "a", "--public",
-                       "--param", "cloud=mars", "--scopes", "openid")  # fmt: skip
-    assert bad.returncode == 2 and "unknown cloud 'mars'" in bad.stderr
+    bad = cli("create", "x", "--service", "microsoft", "--client-id", "a", "--public",
+              "--param", "cloud=mars", "--scopes", "openid")  # fmt: skip
+    assert bad.exit_code == 2 and "unknown cloud 'mars'" in bad.stderr
 
 
 # -- certificate credentials (private_key_jwt) and secret expiry ------------------------------
@@ -369,12 +361,12 @@ def test_certificate_credentials_in_every_flow_and_refresh(
     assert "PRIVATE KEY" in secret["client_certificate"] and "client_secret" not in secret
     # every refresh signs a new assertion (and the key stays with the refreshed tokens)
     for _ in range(2):
-        refreshed = run_oauthtok("refresh", "app", "--force")
-        assert refreshed.returncode == 0, refreshed.stderr
+        refreshed = cli("refresh", "app", "--force")
+        assert refreshed.exit_code == 0, refreshed.stderr
     assert len(auth_server.knobs.client_assertions) == 3
     assert auth_server.knobs.client_assertions[1]["jti"] != first["jti"]
     assert "PRIVATE KEY" in stored_secret("app")["client_certificate"]
-    assert "private_key_jwt" in run_oauthtok("show", "app").stdout
+    assert "private_key_jwt" in cli("show", "app").stdout
     # app-only (client credentials) too, and its renewal
     apponly = create_with_certificate(auth_server, pem, cert, "--flow", "client-credentials",
                                       name="job")  # fmt: skip
@@ -389,36 +381,34 @@ def test_reauthorize_replaces_the_certificate(auth_server: Any, tmp_path: Path) 
     assert create_with_certificate(auth_server, old_pem, old).returncode == 0
     new = make_client_certificate(new_pem, kind="ec", days=700)
     auth_server.clients["client-app"].public_key_pem = public_pem(new)  # rotated at the app
-    stale = run_oauthtok("refresh", "app", "--force")
-    assert stale.returncode == 4 and "--client-certificate FILE" in stale.stderr
-    again = run_oauthtok("reauthorize", "app", "--client-certificate", str(new_pem))
-    assert again.returncode == 0, again.stderr
+    stale = cli("refresh", "app", "--force")
+    assert stale.exit_code == 4 and "--client-certificate FILE" in stale.stderr
+    again = cli("reauthorize", "app", "--client-certificate", str(new_pem))
+    assert again.exit_code == 0, again.stderr
     assert shown("app")["secret_expires_at"] == int(new.not_valid_after_utc.timestamp())
     # the server now knows only the new (EC) key: a refresh proves the new key signs
-    assert run_oauthtok("refresh", "app", "--force").returncode == 0, "signed with the new key"
+    assert cli("refresh", "app", "--force").exit_code == 0, "signed with the new key"
     assert "BEGIN PRIVATE KEY" in stored_secret("app")["client_certificate"]
-    secret = run_oauthtok("reauthorize", "app", "--client-secret-stdin", input="x\n")
-    assert secret.returncode == 2 and "authenticates with a certificate" in secret.stderr
+    secret = cli("reauthorize", "app", "--client-secret-stdin", input="x\n")
+    assert secret.exit_code == 2 and "authenticates with a certificate" in secret.stderr
 
 
-def test_reauthorize_moves_from_a_secret_to_a_certificate(
-    auth_server: Any, tmp_path: Path
-) -> None:
+def test_reauthorize_moves_from_a_secret_to_a_certificate(auth_server: Any, tmp_path: Path) -> None:
     """Microsoft's advice (certificates over secrets) as one command; the secret is dropped."""
     assert create(auth_server, extra=("--secret-expires", "2099-01-01")).returncode == 0
     pem = tmp_path / "app.pem"
     cert = make_client_certificate(pem)
     client = auth_server.clients["client-work-mail"]
     client.auth_method, client.public_key_pem = "private_key_jwt", public_pem(cert)
-    moved = run_oauthtok("reauthorize", "work-mail", "--client-certificate", str(pem),
-                         env={"OAUTHTOK_CLIENT_SECRET": SECRET})  # fmt: skip
-    assert moved.returncode == 0, moved.stderr
+    moved = cli("reauthorize", "work-mail", "--client-certificate", str(pem),
+                env={"OAUTHTOK_CLIENT_SECRET": SECRET})  # fmt: skip
+    assert moved.exit_code == 0, moved.stderr
     data = shown("work-mail")
     assert data["token_auth"] == "private_key_jwt"
     assert data["secret_expires_at"] == int(cert.not_valid_after_utc.timestamp())
     secret = stored_secret("work-mail")
     assert "client_secret" not in secret and "PRIVATE KEY" in secret["client_certificate"]
-    assert run_oauthtok("refresh", "work-mail", "--force").returncode == 0
+    assert cli("refresh", "work-mail", "--force").exit_code == 0
 
 
 def test_a_readable_key_file_is_refused_before_anything(
@@ -428,7 +418,7 @@ def test_a_readable_key_file_is_refused_before_anything(
     cert = make_client_certificate(pem, mode=0o644)
     result = create_with_certificate(auth_server, pem, cert)
     assert result.returncode == 2 and "chmod 600" in result.stderr
-    assert not browser.exists() and run_oauthtok("list", "--json").stdout.strip() == "[]"
+    assert not browser.exists() and cli("list", "--json").stdout.strip() == "[]"
     pem.chmod(0o600)
     both = create_with_certificate(auth_server, pem, cert, "--secret-expires", "2099-01-01")
     assert both.returncode == 2 and "read from it" in both.stderr
@@ -438,24 +428,24 @@ def test_secret_expiry_is_stored_and_shown(auth_server: Any) -> None:
     assert create(auth_server, extra=("--secret-expires", "2099-01-31")).returncode == 0
     moment = 4073500800  # 2099-01-31T00:00:00Z
     assert shown("work-mail")["secret_expires_at"] == moment
-    assert json.loads(run_oauthtok("list", "--json").stdout)[0]["secret_expires_at"] == moment
-    listed = run_oauthtok("list").stdout.splitlines()
+    assert json.loads(cli("list", "--json").stdout)[0]["secret_expires_at"] == moment
+    listed = cli("list").stdout.splitlines()
     assert listed[0].endswith("\tSECRET EXPIRES") and listed[1].endswith("\t2099-01-31")
-    assert "secret expires      2099-01-31" in run_oauthtok("show", "work-mail").stdout
-    again = run_oauthtok("reauthorize", "work-mail", "--secret-expires", "2100-02-01")
-    assert again.returncode == 0, again.stderr
+    assert "secret expires      2099-01-31" in cli("show", "work-mail").stdout
+    again = cli("reauthorize", "work-mail", "--secret-expires", "2100-02-01")
+    assert again.exit_code == 0, again.stderr
     assert shown("work-mail")["secret_expires_at"] == 4105123200
-    assert run_oauthtok("reauthorize", "work-mail").returncode == 0  # kept when not told
+    assert cli("reauthorize", "work-mail").exit_code == 0  # kept when not told
     assert shown("work-mail")["secret_expires_at"] == 4105123200
     for bad, why in (("31.01.2099", "YYYY-MM-DD"), ("2001-01-01", "has passed")):
-        refused = run_oauthtok("reauthorize", "work-mail", "--secret-expires", bad)
-        assert refused.returncode == 2 and why in refused.stderr
+        refused = cli("reauthorize", "work-mail", "--secret-expires", bad)
+        assert refused.exit_code == 2 and why in refused.stderr
     assert create(auth_server, name="plain").returncode == 0
     assert shown("plain")["secret_expires_at"] is None
 
 
 @pytest.mark.parametrize("name", ["exec", "test", "inspect", "consent-url"])
 def test_every_new_command_has_help(name: str) -> None:
-    result = run_oauthtok(name, "--help")
-    assert result.returncode == 0 and f" {name} [OPTIONS]" in result.stdout.splitlines()[0]
+    result = cli(name, "--help")
+    assert result.exit_code == 0 and f" {name} [OPTIONS]" in result.stdout.splitlines()[0]
     assert len(result.stdout.splitlines()) > 8

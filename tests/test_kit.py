@@ -444,6 +444,23 @@ def test_secret_expiry_is_stored_and_shown(auth_server: Any) -> None:
     assert shown("plain")["secret_expires_at"] is None
 
 
+def test_show_help_microsoft_covers_the_admin_kit() -> None:
+    text = cli("show-help", "microsoft").stdout
+    for part in (
+        "App-only IMAP/POP/SMTP",
+        "New-ServicePrincipal",
+        "Add-MailboxPermission",
+        "Shared mailboxes",
+        "shared mailbox's",
+        "--client-certificate",
+        "--secret-expires",
+        "consent-url",
+        "--param cloud=usgov",
+        "oauthtok test",
+    ):
+        assert part in text, part  # fmt: skip
+
+
 @pytest.mark.parametrize("name", ["exec", "test", "inspect", "consent-url"])
 def test_every_new_command_has_help(name: str) -> None:
     result = cli(name, "--help")

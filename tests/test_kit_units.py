@@ -154,3 +154,16 @@ def test_new_fields_round_trip_and_stay_out_of_sight() -> None:
     assert "PRIVATE" not in repr(tokens)
     assert TokenSet.loads(tokens.dumps()).client_certificate == tokens.client_certificate
     assert "client_certificate" not in make_secrets().dumps()
+
+
+def test_exports_carry_the_certificate_and_check_the_introspection_url() -> None:
+    from oauthtok.transfer import make_payload
+
+    record = make_record().to_json()
+    record["endpoints"]["introspection_url"] = "https://idp.example.com/introspect"
+    secrets = {"access_token": "AT", "client_certificate": "-----BEGIN PRIVATE KEY-----\n"}
+    payload = make_payload(record, secrets, exported_at=time.time())
+    assert payload["secrets"]["client_certificate"].startswith("-----BEGIN")
+    record["endpoints"]["introspection_url"] = "http://idp.example.com/introspect"
+    with pytest.raises(UsageError, match="introspection_url"):
+        make_payload(record, secrets, exported_at=time.time())

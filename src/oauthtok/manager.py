@@ -267,12 +267,19 @@ def client_auth(record: TokenRecord, tokens: TokenSet) -> oauth.ClientAuth:
     """How a stored token's client authenticates: its secret, or (private_key_jwt) the key and
     certificate kept with its secrets."""
     certificate = None
-    if record.token_auth == TokenAuth.PRIVATE_KEY_JWT and tokens.client_certificate:
-        from oauthtok import client_cert
-
-        where = f"the keyring entry of {record.name!r}"
-        certificate = client_cert.parse(tokens.client_certificate, where=where)
+    if record.token_auth == TokenAuth.PRIVATE_KEY_JWT:
+        certificate = stored_certificate(record, tokens)
     return oauth.ClientAuth(record.client_id, tokens.client_secret, record.token_auth, certificate)
+
+
+def stored_certificate(record: TokenRecord, tokens: TokenSet) -> ClientCertificate | None:
+    """The key and certificate kept with a token's secrets, if any."""
+    if not tokens.client_certificate:
+        return None
+    from oauthtok import client_cert
+
+    where = f"the keyring entry of {record.name!r}"
+    return client_cert.parse(tokens.client_certificate, where=where)
 
 
 def credential_expiry(certificate: ClientCertificate | None, given: int | None) -> int | None:
@@ -453,18 +460,15 @@ class TokenManager:
     def _stored_certificate(self, record: TokenRecord) -> ClientCertificate:
         """The key and certificate kept with a private_key_jwt token's secrets."""
         try:
-            tokens = self.store.read_tokens(record)
+            certificate = stored_certificate(record, self.store.read_tokens(record))
         except ReauthorizationRequired:
-            tokens = None
-        if tokens is None or not tokens.client_certificate:
+            certificate = None
+        if certificate is None:
             raise UsageError(
                 f"the client certificate of {record.name!r} is not in the keyring; give it with "
                 "--client-certificate FILE"
             )
-        from oauthtok import client_cert
-
-        where = f"the keyring entry of {record.name!r}"
-        return client_cert.parse(tokens.client_certificate, where=where)
+        return certificate
 
     def _sign_in(
         self,

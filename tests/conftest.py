@@ -15,6 +15,7 @@ from tests.helpers import MemoryKeyring
 
 TESTS = Path(__file__).parent
 REQUIRE_SECRET_SERVICE = os.environ.get("OAUTHTOK_REQUIRE_SECRET_SERVICE") == "1"
+REQUIRE_DOVECOT = os.environ.get("OAUTHTOK_REQUIRE_DOVECOT") == "1"
 
 
 @pytest.fixture(autouse=True)
@@ -108,6 +109,7 @@ def test_catalog(auth_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 title = "Test identity provider (Authlib)"
 authorize_url = "{auth_server.base_url}/authorize"
 token_url = "{auth_server.base_url}/token"
+introspection_url = "{auth_server.base_url}/introspect"
 redirect_uri = "http://127.0.0.1/callback"
 refresh_scope = "offline_access"
 token_auth = "client_secret_basic"
@@ -147,3 +149,41 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FAKE_BROWSER_LOG", str(log))
     monkeypatch.setenv("FAKE_BROWSER_MODE", "follow")
     return log
+
+
+# -- a real IMAP and submission server (Dovecot) and the authorization server it trusts ---------
+
+
+@pytest.fixture(scope="session")
+def mail_auth() -> Iterator[Any]:
+    """The authorization server Dovecot trusts, for the whole session."""
+    from tests.authserver import TestAuthServer
+    from tests.dovecot import MAIL_CLIENT
+
+    server = TestAuthServer().start()
+    server.add_client(*MAIL_CLIENT, "client_secret_basic", scope="mail.read mail.send")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot(mail_auth: Any) -> Iterator[Any]:
+    """Dovecot on loopback ports for the whole session, validating tokens at `mail_auth`."""
+    from tests.dovecot import Unavailable, running_dovecot
+
+    try:
+        with running_dovecot(mail_auth) as server:
+            yield server
+    except Unavailable as exc:
+        if REQUIRE_DOVECOT:
+            pytest.fail(f"OAUTHTOK_REQUIRE_DOVECOT=1 but {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def trust(dovecot: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """SSL_CERT_FILE names the throwaway CA that signed Dovecot's certificate."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(dovecot.tls.ca_file))
+    return Path(dovecot.tls.ca_file)

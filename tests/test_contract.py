@@ -54,10 +54,26 @@ FORMS = [
     ["mail", "-f", "--min-valid"],
     ["work mail", "-f", "json"],
     ["", "-f", "json"],
+    # the SASL formats and --user
+    ["mail", "--format", "xoauth2"],
+    ["mail", "-f", "OAUTHBEARER"],
+    ["mail", "-foauthbearer", "--user", "a@b.example"],
+    ["mail", "--format=xoauth2", "--user=a@b.example"],
+    ["mail", "--user", "a@b.example"],  # accepted here; refused later (not a SASL format)
+    ["--user", "a@b.example", "mail", "-f", "xoauth2"],
+    ["mail", "--user", "-f"],  # click takes the next word as the value
+    ["mail", "--user", "--", "-f", "xoauth2"],
+    ["mail", "--user="],
+    ["mail", "--user"],
+    ["mail", "--user", "a", "--user", "b"],  # the last one wins
+    ["mail", "-u", "a"],  # no short form
+    ["mail", "--use", "a"],
+    ["mail", "--user", "a,b=c@x", "-f", "oauthbearer"],
+    ["mail", "-f", "xoauth2", "--user", "Alice@Example.test"],  # kept as given
 ]
 
 
-def typer_parse(args: list[str]) -> tuple[str, contract.Format, float] | str:
+def typer_parse(args: list[str]) -> tuple[str, contract.Format, float, str | None] | str:
     """What Typer's parser makes of `oauthtok token ARGS`: the parameters, or "refused"."""
     group: Any = typer.main.get_command(app)
     sink = io.StringIO()
@@ -71,7 +87,7 @@ def typer_parse(args: list[str]) -> tuple[str, contract.Format, float] | str:
             return "refused"
         raise
     params = sub.params
-    return params["name"], params["fmt"], params["min_valid"]
+    return params["name"], params["fmt"], params["min_valid"], params["user"]
 
 
 @pytest.mark.parametrize("args", FORMS, ids=[" ".join(f) or "(none)" for f in FORMS])

@@ -361,6 +361,15 @@ SAME_ANSWER = [
     ["work-mail", "--format", "xml"],
     ["nope"],
     ["work-mail", "extra"],
+    # the SASL formats: with --user, without it (no account is known: exit 2), misused
+    ["work-mail", "--format", "xoauth2", "--user", "alice@example.test"],
+    ["work-mail", "-foauthbearer", "--user=Bob,Smith@Example.test"],
+    ["work-mail", "--format", "xoauth2"],
+    ["work-mail", "-f", "oauthbearer", "--user", ""],
+    ["work-mail", "-f", "xoauth2", "--user", "a\x01b"],
+    ["work-mail", "--user", "alice@example.test"],
+    ["nope", "-f", "xoauth2"],
+    ["nope", "--user", "x"],
 ]
 
 

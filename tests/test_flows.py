@@ -204,6 +204,7 @@ def test_oidc_discovery(auth_server: Any) -> None:
         "issuer": issuer,
         "issuer_pattern": None,
         "iss_required": False,
+        "introspection_url": f"{issuer}/introspect",  # RFC 8414 introspection_endpoint
     }
 
 

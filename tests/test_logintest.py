@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import os
 import socket
 import ssl
 import threading
@@ -22,35 +21,12 @@ from oauthtok import logintest
 from oauthtok.errors import AuthorizationFailed, ProviderError, UsageError
 from tests import authserver
 from tests.certs import ServerTLS, make_server_tls
-from tests.dovecot import MAIL_CLIENT, Dovecot, Unavailable, running_dovecot
+from tests.dovecot import MAIL_CLIENT, Dovecot
 
 USER = "alice@example.test"
-REQUIRE_DOVECOT = os.environ.get("OAUTHTOK_REQUIRE_DOVECOT") == "1"
 
 
-# -- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def mail_auth() -> Iterator[authserver.TestAuthServer]:
-    """The authorization server Dovecot trusts, for the whole session."""
-    server = authserver.TestAuthServer().start()
-    server.add_client(*MAIL_CLIENT, "client_secret_basic", scope="mail.read mail.send")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def dovecot(mail_auth: authserver.TestAuthServer) -> Iterator[Dovecot]:
-    try:
-        with running_dovecot(mail_auth) as server:
-            yield server
-    except Unavailable as exc:
-        if REQUIRE_DOVECOT:
-            pytest.fail(f"OAUTHTOK_REQUIRE_DOVECOT=1 but {exc}")
-        pytest.skip(str(exc))
+# -- fixtures (the session's Dovecot and its authorization server: tests/conftest.py) ----------
 
 
 @pytest.fixture
@@ -64,13 +40,6 @@ def token(mail_auth: authserver.TestAuthServer) -> str:
     )
     response.raise_for_status()
     return str(response.json()["access_token"])
-
-
-@pytest.fixture
-def trust(dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """SSL_CERT_FILE names the throwaway CA that signed Dovecot's certificate."""
-    monkeypatch.setenv("SSL_CERT_FILE", str(dovecot.tls.ca_file))
-    return dovecot.tls.ca_file
 
 
 class Lines(list[str]):

@@ -29,7 +29,10 @@ if TYPE_CHECKING:
 BUNDLED = "bundled"
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_URL_KEYS = ("authorize_url", "token_url", "device_authorization_url", "revocation_url", "issuer")
+_URL_KEYS = (
+    "authorize_url", "token_url", "device_authorization_url", "revocation_url", "issuer",
+    "introspection_url",
+)  # fmt: skip
 _STRING_KEYS = (
     *_URL_KEYS,
     "issuer_pattern",
@@ -255,6 +258,7 @@ def _build(name: str, entry: dict[str, Any], origin: str) -> Service:
         scope_aliases=dict(entry.get("scope_aliases", {})),
         error_hints=dict(entry.get("error_hints", {})),
         headless_flow=Flow(headless) if headless else None,
+        introspection_url=entry.get("introspection_url"),
     )
 
 
@@ -343,6 +347,7 @@ def resolve_endpoints(
         "token_url": fill(service.token_url),
         "device_authorization_url": fill(service.device_authorization_url),
         "revocation_url": fill(service.revocation_url),
+        "introspection_url": fill(service.introspection_url),
     }
     issuer = fill(service.issuer)
     pattern = None
@@ -412,6 +417,7 @@ def discover_endpoints(client: httpx.Client, issuer: str) -> Endpoints:
         ("token_url", "token_endpoint"),
         ("device_authorization_url", "device_authorization_endpoint"),
         ("revocation_url", "revocation_endpoint"),
+        ("introspection_url", "introspection_endpoint"),
     ):
         value = document.get(theirs)
         if value is not None:

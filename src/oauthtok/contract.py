@@ -3,8 +3,9 @@
 Both `fastpath` (no Typer, rich, httpx or keyring) and the full CLI import this module, so it is
 stdlib only and cheap to import. A differential test holds the two parsers of `oauthtok token`
 equal; everything else they share (formats, the default `--min-valid`, rendering, the "is due"
-rule, the scope fallback, the Secret Service item schema and the collection searched) is defined
-here once.
+rule, the scope fallback, the SASL user, the Secret Service item schema and the collection
+searched) is defined here once. The SASL formats import `sasl` and `claims` when used; errors
+come from `errors`: all three are stdlib only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ class Format(StrEnum):
     RAW = "raw"
     HEADER = "header"
     JSON = "json"
+    #: SASL initial responses (base64, one line) for IMAP/SMTP clients: `oauthtok.sasl`
+    XOAUTH2 = "xoauth2"
+    OAUTHBEARER = "oauthbearer"
+
+
+#: the formats that carry a user (`--user ADDRESS`, default: the token's account)
+SASL_FORMATS = frozenset({Format.XOAUTH2, Format.OAUTHBEARER})
 
 
 DEFAULT_FORMAT = Format.RAW
@@ -86,14 +94,52 @@ def bearer_kind(token_type: str | None) -> str:
     return "Bearer" if kind.lower() == "bearer" else kind
 
 
+def check_user_option(fmt: Format, user: str | None) -> None:
+    """`--user` belongs to the SASL formats only (checked before anything is read)."""
+    if user is not None and fmt not in SASL_FORMATS:
+        from oauthtok.errors import UsageError
+
+        raise UsageError("--user goes with --format xoauth2 or --format oauthbearer")
+
+
+def sasl_user(
+    given: str | None, account: str | None, access_token: str, id_token: str | None
+) -> str:
+    """The SASL user: `--user`, else the account the token belongs to (`account`, which the
+    caller takes from the token's metadata), else the address its own claims name (ID token
+    first). UsageError (exit 2) when none is known: the same words on both paths."""
+    if given is not None:
+        return given
+    from oauthtok.claims import account_hint
+
+    found = account or account_hint(access_token, id_token)
+    if not found:
+        from oauthtok.errors import UsageError
+
+        raise UsageError(
+            "oauthtok does not know the account of this token: give the mailbox address "
+            "with --user ADDRESS"
+        )
+    return found
+
+
 def render_token(
     access_token: str,
     token_type: str | None,
     expires_at: float | None,
     scopes: Sequence[str],
     fmt: Format,
+    user: str | None = None,
 ) -> str:
-    """The text `oauthtok token` prints (without the newline)."""
+    """The text `oauthtok token` prints (without the newline). The SASL formats need `user`
+    (`sasl_user`); UsageError when it cannot be framed."""
+    if fmt in SASL_FORMATS:
+        from oauthtok import sasl
+        from oauthtok.errors import UsageError
+
+        if user is None:
+            raise UsageError(f"--format {fmt} needs the mailbox address: give --user ADDRESS")
+        return sasl.initial_response(fmt.value, user, access_token)
     kind = bearer_kind(token_type)
     if fmt is Format.HEADER:
         return f"Authorization: {kind} {access_token}"

@@ -27,23 +27,27 @@ _FORMATS = {f.value: f for f in contract.Format}
 class TokenArgs:
     """The parameters of `oauthtok token`, as Typer would give them."""
 
-    __slots__ = ("fmt", "min_valid", "name")
+    __slots__ = ("fmt", "min_valid", "name", "user")
 
-    def __init__(self, name: str, fmt: contract.Format, min_valid: float) -> None:
+    def __init__(
+        self, name: str, fmt: contract.Format, min_valid: float, user: str | None = None
+    ) -> None:
         self.name = name
         self.fmt = fmt
         self.min_valid = min_valid
+        self.user = user
 
-    def as_tuple(self) -> tuple[str, contract.Format, float]:
-        return self.name, self.fmt, self.min_valid
+    def as_tuple(self) -> tuple[str, contract.Format, float, str | None]:
+        return self.name, self.fmt, self.min_valid, self.user
 
 
 def parse_args(args: list[str]) -> TokenArgs | None:
-    """Click's grammar for `token NAME [--format|-f F] [--min-valid S]`; None for anything it
-    would refuse and for `--help`/`-h` (Typer answers those)."""
+    """Click's grammar for `token NAME [--format|-f F] [--min-valid S] [--user ADDRESS]`; None
+    for anything it would refuse and for `--help`/`-h` (Typer answers those)."""
     name: str | None = None
     fmt = contract.DEFAULT_FORMAT
     min_valid = contract.DEFAULT_MIN_VALID
+    user: str | None = None
     rest = list(args)
     while rest:
         arg = rest.pop(0)
@@ -69,13 +73,15 @@ def parse_args(args: list[str]) -> TokenArgs | None:
                 return None  # an extra argument
             name = arg
             continue
-        if option not in ("--format", "-f", "--min-valid"):
+        if option not in ("--format", "-f", "--min-valid", "--user"):
             return None  # --help, -h or an unknown option
         if value is None:
             if not rest:
                 return None
             value = rest.pop(0)
-        if option == "--min-valid":
+        if option == "--user":
+            user = value
+        elif option == "--min-valid":
             try:
                 min_valid = contract.parse_min_valid(value)
             except ValueError:
@@ -87,7 +93,7 @@ def parse_args(args: list[str]) -> TokenArgs | None:
             fmt = found
     if name is None:
         return None
-    return TokenArgs(name, fmt, min_valid)
+    return TokenArgs(name, fmt, min_valid, user)
 
 
 def cached_token(parsed: TokenArgs) -> str | None:
@@ -114,8 +120,14 @@ def cached_token(parsed: TokenArgs) -> str | None:
     if record.get("needs_reauth"):
         return None  # the full path hands it out with a warning
     scopes = contract.shown_scopes(record.get("granted_scopes"), record.get("scopes") or [])
+    user = parsed.user
+    if parsed.fmt in contract.SASL_FORMATS:
+        # the account from the metadata when it names one (issue 11's `account`), else the
+        # token's own claims: the same rule as `handout.token_text`
+        account = None if user is not None else record.get("account")
+        user = contract.sasl_user(user, account, secret["access_token"], secret.get("id_token"))
     return contract.render_token(
-        secret["access_token"], secret.get("token_type"), expires_at, scopes, parsed.fmt
+        secret["access_token"], secret.get("token_type"), expires_at, scopes, parsed.fmt, user
     )
 
 
@@ -126,8 +138,13 @@ def run(args: list[str]) -> int | None:
     parsed = parse_args(args)
     if parsed is None:
         return None
+    from oauthtok.errors import UsageError, report
+
     try:
+        contract.check_user_option(parsed.fmt, parsed.user)
         text = cached_token(parsed)
+    except UsageError as exc:  # the answer itself (the full path words it the same)
+        return report(exc)
     except Exception as exc:
         if os.environ.get("OAUTHTOK_DEBUG"):
             sys.stderr.write(f"oauthtok: debug: fast path declined ({type(exc).__name__}: {exc})\n")
@@ -135,7 +152,7 @@ def run(args: list[str]) -> int | None:
     if text is None:
         from oauthtok.handout import main
 
-        return main(parsed.name, parsed.fmt, parsed.min_valid)
+        return main(parsed.name, parsed.fmt, parsed.min_valid, parsed.user)
     try:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()

@@ -7,15 +7,21 @@ No Typer or rich: a refresh pays only for what it needs (the store, the protocol
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from oauthtok import contract
 from oauthtok.errors import report
 
+if TYPE_CHECKING:
+    from oauthtok.models import TokenRecord
 
-def token_text(name: str, fmt: contract.Format, min_valid: float) -> str:
-    """The rendered token, refreshed first when it expires within `min_valid` seconds."""
+
+def token_text(name: str, fmt: contract.Format, min_valid: float, user: str | None = None) -> str:
+    """The rendered token, refreshed first when it expires within `min_valid` seconds. The
+    SASL formats name `user`, else the token's account (`contract.sasl_user`)."""
     from oauthtok.manager import TokenManager
 
+    contract.check_user_option(fmt, user)
     outcome = TokenManager().valid_token(name, min_valid=min_valid)
     record, tokens = outcome.record, outcome.tokens
     from oauthtok.errors import command, say
@@ -30,15 +36,25 @@ def token_text(name: str, fmt: contract.Format, min_valid: float) -> str:
             f"`{command('reauthorize', record.name)}`"
         )
     scopes = contract.shown_scopes(record.granted_scopes, record.scopes)
+    if fmt in contract.SASL_FORMATS:
+        user = contract.sasl_user(user, account_of(record), tokens.access_token, tokens.id_token)
     return contract.render_token(
-        tokens.access_token, tokens.token_type, tokens.expires_at, scopes, fmt
+        tokens.access_token, tokens.token_type, tokens.expires_at, scopes, fmt, user
     )
 
 
-def main(name: str, fmt: contract.Format, min_valid: float) -> int:
+def account_of(record: TokenRecord) -> str | None:
+    """The account a token belongs to, as its metadata records it. Issue 11 adds
+    `TokenRecord.account`: until it lands this is None and the token's own claims decide;
+    then `getattr` becomes `record.account` (the fast path already reads the same key)."""
+    account: str | None = getattr(record, "account", None)
+    return account
+
+
+def main(name: str, fmt: contract.Format, min_valid: float, user: str | None = None) -> int:
     """Print the token; the exit code (errors reported as the CLI reports them)."""
     try:
-        text = token_text(name, fmt, min_valid)
+        text = token_text(name, fmt, min_valid, user)
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
     except BaseException as exc:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from oauthtok import m365
+from oauthtok.claims import account_hint as account_hint  # the SASL user; light, for the fast path
 from oauthtok.errors import ProviderError, UsageError
 
 if TYPE_CHECKING:
@@ -153,29 +154,6 @@ def decode(
             problems=("a nested JWT (its claims are another token): not decoded further",),
         )
     return _from_claims(claims, head, use, expected_tenant, client_id, now)
-
-
-def account_hint(access_token: str | None, id_token: str | None = None) -> str | None:
-    """The mailbox address a token belongs to, for the SASL user when --user is absent: the
-    ID token's preferred_username/email/upn, else the access token's, when it looks like an
-    address (a `sub` is not one). None when unknown. Stdlib only (the fast path may call it)."""
-    for token in (id_token, access_token):
-        if not token or len(token) > MAX_TOKEN:
-            continue
-        parts = token.split(".")
-        if len(parts) != 3:
-            continue
-        try:
-            claims = _b64url_json(parts[1])
-        except (ValueError, UnicodeDecodeError, binascii.Error, RecursionError):
-            continue
-        if not isinstance(claims, dict):
-            continue
-        for key in ("preferred_username", "email", "upn", "unique_name"):
-            value = _text(claims.get(key))
-            if value and "@" in value and not _CONTROL.search(value):
-                return value
-    return None
 
 
 def _opaque_problems(parts: int) -> tuple[str, ...]:

@@ -24,6 +24,8 @@ class TokenAuth(StrEnum):
     CLIENT_SECRET_BASIC = "client_secret_basic"
     CLIENT_SECRET_POST = "client_secret_post"
     NONE = "none"
+    #: a signed assertion from the client's certificate key (RFC 7523 §2.2)
+    PRIVATE_KEY_JWT = "private_key_jwt"
 
 
 class Status(StrEnum):

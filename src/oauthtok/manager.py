@@ -47,6 +47,8 @@ from oauthtok.store import TokenStore, new_token_id, validate_name
 if TYPE_CHECKING:
     import httpx
 
+    from oauthtok.client_cert import ClientCertificate
+
 
 class SignInUI(Protocol):
     """What a sign-in shows the person; the CLI implements it."""
@@ -74,6 +76,10 @@ class NewToken:
     params: dict[str, str]
     public: bool = False
     flow: Flow = Flow.BROWSER
+    #: authenticate with this key and certificate (private_key_jwt) instead of a secret
+    certificate: ClientCertificate | None = None
+    #: when the client secret expires (Unix time), as the person says (`--secret-expires`)
+    secret_expires_at: int | None = None
 
     def __repr__(self) -> str:
         return f"NewToken(name={self.name!r}, service={self.service.name!r})"
@@ -230,6 +236,8 @@ def sign_in_failure(
             if auth != TokenAuth.NONE
             else "; check the client id"
         )
+        if auth == TokenAuth.PRIVATE_KEY_JWT:
+            hint = "; check the client id and that the certificate is uploaded to the app"
     elif exc.error == "http_404" and what == "the device authorization":
         hint = "; the service has no device flow here: use --flow paste"
     return AuthorizationFailed(f"the provider refused {what}: {detail}{hint}")
@@ -245,6 +253,9 @@ def renewal_failure(
         extra = " --client-secret-stdin" if secret and record.token_auth != TokenAuth.NONE else ""
         if extra:
             fix = f"`{command('reauthorize', record.name)}{extra}` (the client secret changed?)"
+        if secret and record.token_auth == TokenAuth.PRIVATE_KEY_JWT:
+            fix = (f"`{command('reauthorize', record.name)} --client-certificate FILE` (the "
+                   "certificate expired or was removed from the app?)")  # fmt: skip
         return ReauthorizationRequired(
             f"the provider rejected the renewal of {record.name!r} ({detail}); run {fix}"
         )
@@ -252,6 +263,32 @@ def renewal_failure(
         f"the provider failed to renew {record.name!r} ({detail}); retry later, "
         "the stored tokens are unchanged"
     )
+
+
+def client_auth(record: TokenRecord, tokens: TokenSet) -> oauth.ClientAuth:
+    """How a stored token's client authenticates: its secret, or (private_key_jwt) the key and
+    certificate kept with its secrets."""
+    certificate = None
+    if record.token_auth == TokenAuth.PRIVATE_KEY_JWT:
+        certificate = stored_certificate(record, tokens)
+    return oauth.ClientAuth(record.client_id, tokens.client_secret, record.token_auth, certificate)
+
+
+def stored_certificate(record: TokenRecord, tokens: TokenSet) -> ClientCertificate | None:
+    """The key and certificate kept with a token's secrets, if any."""
+    if not tokens.client_certificate:
+        return None
+    from oauthtok import client_cert
+
+    where = f"the keyring entry of {record.name!r}"
+    return client_cert.parse(tokens.client_certificate, where=where)
+
+
+def credential_expiry(certificate: ClientCertificate | None, given: int | None) -> int | None:
+    """When the client's credential expires: the date given, else the certificate's notAfter."""
+    if given is not None:
+        return given
+    return certificate.not_after if certificate is not None else None
 
 
 class TokenManager:
@@ -290,13 +327,17 @@ class TokenManager:
 
         params = resolve_params(new.service, new.params)
         token_auth = TokenAuth.NONE if new.public else new.service.token_auth
-        if token_auth != TokenAuth.NONE and not new.client_secret:
+        if new.certificate is not None and not new.public:
+            token_auth = TokenAuth.PRIVATE_KEY_JWT
+        if token_auth == TokenAuth.PRIVATE_KEY_JWT and new.certificate is None:
+            raise UsageError(f"service {new.service.name!r} needs --client-certificate FILE")
+        if token_auth not in (TokenAuth.NONE, TokenAuth.PRIVATE_KEY_JWT) and not new.client_secret:
             raise UsageError("a client secret is needed (or use --public for a public client)")
         if new.flow == Flow.CLIENT_CREDENTIALS and new.public:
             raise UsageError("the client credentials flow needs a client secret, not --public")
         self.store.check_available()  # before any consent whose tokens could not be kept
         auth = oauth.ClientAuth(new.client_id, new.client_secret if not new.public else None,
-                                token_auth)  # fmt: skip
+                                token_auth, new.certificate)  # fmt: skip
         notice = endpoint_notice(new.service, params)
         if notice:
             ui.notice(notice)
@@ -327,9 +368,13 @@ class TokenManager:
                 has_refresh_token=grant.tokens.refresh_token is not None,
                 flow=flow,
                 expiry_note=grant.expiry_note,
+                secret_expires_at=credential_expiry(new.certificate, new.secret_expires_at),
             )
+            tokens = grant.tokens
+            if new.certificate is not None:
+                tokens = tokens.evolve(client_certificate=new.certificate.to_secret())
             try:
-                return self.store.add(record, grant.tokens)
+                return self.store.add(record, tokens)
             except BaseException:
                 # the tokens cannot be kept (a name taken meanwhile, the store failed, Ctrl-C):
                 # do not leave a live grant behind at the provider
@@ -357,12 +402,23 @@ class TokenManager:
         flow: Flow | None = None,
         browser_ok: bool = True,
         new_scopes: tuple[str, ...] | None = None,
+        certificate: ClientCertificate | None = None,
+        secret_expires_at: int | None = None,
     ) -> TokenRecord:
         """Consent again with the stored service and client (and the stored scopes, or
-        `new_scopes`); the old tokens are replaced only on success."""
+        `new_scopes`); the old tokens are replaced only on success. A `certificate` replaces
+        the client's credential (and switches it to private_key_jwt); `secret_expires_at`
+        records when the credential expires (a new certificate's notAfter by default)."""
         record = self.store.get(name)
         secret = client_secret
-        if secret is None and record.token_auth != TokenAuth.NONE:
+        new_certificate = certificate
+        method = TokenAuth.PRIVATE_KEY_JWT if certificate is not None else record.token_auth
+        if method == TokenAuth.PRIVATE_KEY_JWT:
+            if secret is not None:
+                raise UsageError(f"{record.name!r} authenticates with a certificate, not a "
+                                 "secret: give --client-certificate FILE")  # fmt: skip
+            certificate = certificate or self._stored_certificate(record)
+        elif secret is None and record.token_auth != TokenAuth.NONE:
             try:
                 secret = self.store.read_tokens(record).client_secret
             except ReauthorizationRequired:
@@ -382,7 +438,7 @@ class TokenManager:
             notice = endpoint_notice(service, record.params)
             if notice:
                 ui.notice(notice)
-        auth = oauth.ClientAuth(record.client_id, secret, record.token_auth)
+        auth = oauth.ClientAuth(record.client_id, secret, method, certificate)
         headless = service.headless_flow if service else None
         chosen = choose_flow(flow or record.flow, record.endpoints, browser_ok, ui, headless)
         with self._http_client() as client:
@@ -393,6 +449,9 @@ class TokenManager:
         tokens = grant.tokens
         if tokens.client_secret is None and secret is not None:
             tokens = tokens.evolve(client_secret=secret)
+        if certificate is not None:
+            tokens = tokens.evolve(client_certificate=certificate.to_secret())
+        expires = credential_expiry(new_certificate, secret_expires_at)
         return self.store.save_tokens(
             record,
             tokens,
@@ -405,7 +464,22 @@ class TokenManager:
             needs_reauth=False,
             flow=chosen,
             expiry_note=grant.expiry_note,
+            token_auth=method,
+            secret_expires_at=record.secret_expires_at if expires is None else expires,
         )
+
+    def _stored_certificate(self, record: TokenRecord) -> ClientCertificate:
+        """The key and certificate kept with a private_key_jwt token's secrets."""
+        try:
+            certificate = stored_certificate(record, self.store.read_tokens(record))
+        except ReauthorizationRequired:
+            certificate = None
+        if certificate is None:
+            raise UsageError(
+                f"the client certificate of {record.name!r} is not in the keyring; give it with "
+                "--client-certificate FILE"
+            )
+        return certificate
 
     def _sign_in(
         self,
@@ -513,7 +587,7 @@ class TokenManager:
                     "Microsoft ask for offline_access); run "
                     f"`{command('reauthorize', record.name)}`"
                 )
-            auth = oauth.ClientAuth(record.client_id, tokens.client_secret, record.token_auth)
+            auth = client_auth(record, tokens)
             try:
                 with self._http_client() as client:
                     grant = self._renew(client, record, tokens, auth)
@@ -531,6 +605,7 @@ class TokenManager:
                 refresh_token=grant.tokens.refresh_token or tokens.refresh_token,
                 client_secret=tokens.client_secret,
                 id_token=grant.tokens.id_token or tokens.id_token,
+                client_certificate=tokens.client_certificate,
             )
             record = self.store.save_tokens(
                 record,
@@ -606,7 +681,7 @@ class TokenManager:
         elif revoke:
             try:
                 tokens = self.store.read_tokens(record)
-                auth = oauth.ClientAuth(record.client_id, tokens.client_secret, record.token_auth)
+                auth = client_auth(record, tokens)
                 with self._http_client() as client:
                     self._revoke(client, record.endpoints, auth, tokens)
                 revoked = True

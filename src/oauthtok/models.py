@@ -39,6 +39,8 @@ class Endpoints:
     issuer_pattern: str | None = None
     #: the server said it always sends `iss` (authorization_response_iss_parameter_supported)
     iss_required: bool = False
+    #: RFC 7662 token introspection (`inspect --remote`)
+    introspection_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class Service:
     headless_flow: Flow | None = None
     #: endpoint keys of a bundled service that a later catalog layer changed → that layer
     endpoint_overrides: dict[str, str] = field(default_factory=dict)
+    #: RFC 7662 token introspection (`inspect --remote`)
+    introspection_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,9 @@ class TokenRecord:
     expiry_note: str | None = None
     #: the --min-valid already warned about as longer than the token's lifetime
     min_valid_warned: float | None = None
+    #: when the client secret or certificate expires (Unix time): `--secret-expires`, or the
+    #: certificate's notAfter
+    secret_expires_at: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -156,6 +163,8 @@ class TokenSet:
     refresh_token: str | None = None
     client_secret: str | None = None
     id_token: str | None = None
+    #: the client's private key and certificate (PEM) for private_key_jwt, kept like a secret
+    client_certificate: str | None = None
 
     def __repr__(self) -> str:  # never show secrets, not even in a traceback's locals
         return f"TokenSet(token_type={self.token_type!r}, expires_at={self.expires_at!r})"

@@ -25,6 +25,8 @@ from oauthtok.sanitize import check_token_response, parse_seconds, terminal_text
 if TYPE_CHECKING:
     import httpx
 
+    from oauthtok.client_cert import ClientCertificate
+
 #: errors that mean the grant or the client itself was rejected: only a new consent (or new
 #: client credentials) cures them. RFC 6749 §5.2, plus GitHub's names for the same things
 #: (GitHub answers them with HTTP 200).
@@ -86,6 +88,8 @@ class ClientAuth:
     client_id: str
     secret: str | None = None
     method: TokenAuth = TokenAuth.NONE
+    #: the key and certificate that sign each request's client assertion (private_key_jwt)
+    certificate: ClientCertificate | None = None
 
     def __repr__(self) -> str:  # never the secret
         return f"ClientAuth({self.client_id!r}, method={self.method!r})"
@@ -397,6 +401,9 @@ def _send(
         form["client_id"] = auth.client_id
         if auth.method == TokenAuth.CLIENT_SECRET_POST and auth.secret is not None:
             form["client_secret"] = auth.secret
+        elif auth.method == TokenAuth.PRIVATE_KEY_JWT and auth.certificate is not None:
+            # RFC 7523 §2.2: a fresh assertion per request (own jti), aud = this endpoint
+            form.update(auth.certificate.form_fields(client_id=auth.client_id, token_url=url))
     return netio.send(
         client, "POST", url, data=form, headers=headers,
         deadline_s=deadline_s or netio.DEFAULT_DEADLINE_S,

@@ -35,8 +35,10 @@ SECRET_FIELDS = {
     "refresh_token": str,
     "client_secret": str,
     "id_token": str,
+    "client_certificate": str,  # private_key_jwt: the key and certificate (PEM)
 }
-_URL_FIELDS = ("token_url", "authorize_url", "device_authorization_url", "revocation_url")
+_URL_FIELDS = ("token_url", "authorize_url", "device_authorization_url", "revocation_url",
+               "introspection_url")  # fmt: skip
 
 
 def _pyrage() -> Any:

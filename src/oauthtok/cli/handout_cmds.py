@@ -8,7 +8,7 @@ import typer
 
 from oauthtok import contract
 from oauthtok.cli.app import app
-from oauthtok.cli.options import FormatOption, MinValid, Name, complete_names
+from oauthtok.cli.options import FormatOption, MinValid, Name, SaslUser, complete_names
 from oauthtok.cli.output import describe_validity, say
 
 
@@ -17,13 +17,17 @@ def token_command(
     name: Name,
     fmt: FormatOption = contract.DEFAULT_FORMAT,
     min_valid: MinValid = contract.DEFAULT_MIN_VALID,
+    user: SaslUser = None,
 ) -> None:
     """Print a valid access token.
 
-    It is refreshed first when it expires within --min-valid seconds."""
+    It is refreshed first when it expires within --min-valid seconds. --format
+    xoauth2|oauthbearer prints the base64 SASL initial response for IMAP/SMTP, logging in as
+    --user (default: the account the token belongs to).
+    """
     from oauthtok.handout import token_text
 
-    print(token_text(name, fmt, min_valid))
+    print(token_text(name, fmt, min_valid, user))
 
 
 @app.command("refresh")

@@ -86,8 +86,19 @@ FlowOption = Annotated[
 ]  # fmt: skip
 FormatOption = Annotated[
     contract.Format,
-    typer.Option("--format", "-f", case_sensitive=False, help="What to print."),
-]
+    typer.Option(
+        "--format", "-f", case_sensitive=False,
+        help="What to print: the token, an Authorization header, JSON, or a SASL initial "
+        "response for IMAP/SMTP (xoauth2, oauthbearer).",
+    ),
+]  # fmt: skip
+SaslUser = Annotated[
+    str | None,
+    typer.Option(
+        "--user", metavar="ADDRESS", show_default=False,
+        help="The mailbox address to log in as (default: the account the token belongs to).",
+    ),
+]  # fmt: skip
 MinValid = Annotated[
     float,
     typer.Option(
@@ -106,3 +117,19 @@ Params = Annotated[
     list[str] | None,
     typer.Option("--param", metavar="KEY=VALUE", help="A service parameter; repeatable."),
 ]
+ClientCertificate = Annotated[
+    str | None,
+    typer.Option(
+        "--client-certificate", metavar="FILE", show_default=False,
+        help="Authenticate the client with this private key and certificate (one PEM file, "
+        "mode 0600) instead of a secret (private_key_jwt); the key is kept in the keyring.",
+    ),
+]  # fmt: skip
+SecretExpires = Annotated[
+    str | None,
+    typer.Option(
+        "--secret-expires", metavar="YYYY-MM-DD", show_default=False,
+        help="When the client secret expires (shown by list and show); a certificate's own "
+        "date is read from it.",
+    ),
+]  # fmt: skip

@@ -18,20 +18,23 @@ import typer
 from oauthtok.cli import output
 from oauthtok.cli.app import app
 from oauthtok.cli.options import (
+    ClientCertificate,
     FlowOption,
     Name,
     NoBrowser,
     Params,
     Scopes,
+    SecretExpires,
     SecretStdin,
     ServiceName,
     Timeout,
 )
 from oauthtok.cli.output import console, describe_validity, say
 from oauthtok.errors import Cancelled, UsageError, command
-from oauthtok.kinds import DEFAULT_AUTH_TIMEOUT, Flow
+from oauthtok.kinds import DEFAULT_AUTH_TIMEOUT, Flow, TokenAuth
 
 if TYPE_CHECKING:
+    from oauthtok.client_cert import ClientCertificate as ClientCertificateData
     from oauthtok.manager import TokenManager
     from oauthtok.models import Service
     from oauthtok.oauth import DeviceAuthorization
@@ -141,6 +144,21 @@ def choose_service() -> Service:
             return catalog[close]
         hint = f"did you mean {close!r}? " if close else ""
         say(f"No service {choice!r}; {hint}choose a name or a number from the list.")
+
+
+def read_credential_options(
+    certificate_file: str | None, secret_expires: str | None
+) -> tuple[ClientCertificateData | None, int | None]:
+    """`--client-certificate FILE` (0600, key and certificate) and `--secret-expires DATE`,
+    checked before anything is asked or opened."""
+    from oauthtok import client_cert
+    from oauthtok.kit import parse_expiry_date
+
+    certificate = None if certificate_file is None else client_cert.load_file(certificate_file)
+    if certificate is not None and secret_expires is not None:
+        raise UsageError("--secret-expires is for client secrets: a certificate's expiry is "
+                         "read from it")  # fmt: skip
+    return certificate, None if secret_expires is None else parse_expiry_date(secret_expires)
 
 
 def ask_params(service: Service, params: dict[str, str]) -> dict[str, str]:
@@ -320,36 +338,50 @@ def create_command(
     timeout: Timeout = DEFAULT_AUTH_TIMEOUT,
     no_browser: NoBrowser = False,
     flow: FlowOption = None,
+    client_certificate: ClientCertificate = None,
+    secret_expires: SecretExpires = None,
 ) -> None:
     """Sign in and store the tokens under NAME.
 
     Anything missing is asked on a terminal. The client secret comes from a hidden prompt
     (asked twice; empty means a public client), from one line of stdin with
     --client-secret-stdin, or from OAUTHTOK_CLIENT_SECRET; never from the command line.
+    --client-certificate authenticates with a key and certificate instead (private_key_jwt).
+    Microsoft: --param cloud=global|usgov|china chooses the national cloud.
     """
     from oauthtok.catalog import get_service, load_catalog, parse_params
+    from oauthtok.kit import cloud_params, cloud_scopes
     from oauthtok.manager import NewToken, TokenManager, browser_available
     from oauthtok.scopes import split_scopes
 
     if public and client_secret_stdin:
         raise UsageError("--public and --client-secret-stdin do not go together")
+    certificate, expires = read_credential_options(client_certificate, secret_expires)
+    if certificate is not None and (public or client_secret_stdin):
+        raise UsageError("--client-certificate replaces the client secret: drop "
+                         "--public and --client-secret-stdin")  # fmt: skip
     chosen_flow = flow or Flow.BROWSER
     secret = None if public else read_client_secret(client_secret_stdin)
+    if certificate is not None:
+        secret = None  # a secret in OAUTHTOK_CLIENT_SECRET is not used (and not passed on)
     manager = TokenManager()
     try:
         manager.store.check_available()  # before anything is asked or opened
         new_name = choose_name(manager, name)
         entry = get_service(service, load_catalog()) if service else choose_service()
-        params = ask_params(entry, parse_params(param or []))
+        given = parse_params(param or [])
+        params = ask_params(entry, cloud_params(entry, given))
         new_client_id = client_id if client_id is not None else ask("client id")
-        if not public and secret is None:
+        if not public and secret is None and certificate is None:
             secret = prompt_secret(allow_public=chosen_flow != Flow.CLIENT_CREDENTIALS)
             public = secret is None
         asked = split_scopes(scopes) if scopes is not None else choose_scopes(entry)
+        asked = cloud_scopes(asked, given.get("cloud"))
         asked = advise_scopes(entry, asked, app_only=chosen_flow == Flow.CLIENT_CREDENTIALS)
     except (KeyboardInterrupt, typer.Abort):
         raise Cancelled() from None  # nothing could have been saved yet
-    new = NewToken(new_name, entry, new_client_id, secret, asked, params, public, chosen_flow)
+    new = NewToken(new_name, entry, new_client_id, secret, asked, params, public, chosen_flow,
+                   certificate=certificate, secret_expires_at=expires)  # fmt: skip
     record = run_sign_in(
         lambda ui: manager.create(new, ui, timeout=timeout, browser_ok=browser_available()),
         ConsoleSignIn(open_browser=not no_browser),
@@ -384,11 +416,15 @@ def reauthorize_command(
     timeout: Timeout = DEFAULT_AUTH_TIMEOUT,
     no_browser: NoBrowser = False,
     flow: FlowOption = None,
+    client_certificate: ClientCertificate = None,
+    secret_expires: SecretExpires = None,
 ) -> None:
     """Sign in again and replace the tokens.
 
-    The stored service, client and flow are used again. --scopes replaces the scopes, --add-scope/--remove-scope change them; the old tokens stay
-    until the new consent succeeds.
+    The stored service, client and flow are used again. --scopes replaces the scopes,
+    --add-scope/--remove-scope change them; the old tokens stay until the new consent succeeds.
+    --client-certificate replaces the client's credential with a key and certificate;
+    --secret-expires records when the client secret expires.
     """
     from oauthtok.manager import TokenManager, browser_available
     from oauthtok.scopes import split_scopes
@@ -403,11 +439,22 @@ def reauthorize_command(
         if unknown:
             raise UsageError(f"{record.name!r} does not ask for {unknown[0]!r}")
         new_scopes = tuple(dict.fromkeys(s for s in (*base, *(add_scope or ())) if s not in drop))
+    certificate, expires = read_credential_options(client_certificate, secret_expires)
+    if certificate is not None and client_secret_stdin:
+        raise UsageError("--client-certificate replaces the client secret: drop "
+                         "--client-secret-stdin")  # fmt: skip
+    with_key = certificate is not None or record.token_auth == TokenAuth.PRIVATE_KEY_JWT
+    if with_key and client_secret_stdin:
+        raise UsageError(f"{record.name!r} authenticates with a certificate, not a secret: "
+                         "give --client-certificate FILE to replace it")  # fmt: skip
     secret = read_client_secret(client_secret_stdin)
+    if with_key:
+        secret = None  # a secret in OAUTHTOK_CLIENT_SECRET is not used (and not passed on)
     outcome = run_sign_in(
         lambda ui: manager.reauthorize(
             record.name, ui, timeout=timeout, client_secret=secret, flow=flow,
-            browser_ok=browser_available(), new_scopes=new_scopes,
+            browser_ok=browser_available(), new_scopes=new_scopes, certificate=certificate,
+            secret_expires_at=expires,
         ),
         ConsoleSignIn(open_browser=not no_browser),
         f"the stored tokens of {record.name!r} are unchanged",

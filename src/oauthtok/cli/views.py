@@ -34,11 +34,17 @@ def list_view(as_json: bool) -> None:
             r.client_id,
             expires_in(r, now),
             str(r.status(now)),
+            day(r.secret_expires_at),
         ]
         for r in records
     ]
-    columns = ["NAME", "SERVICE", "SCOPES", "CLIENT ID", "EXPIRES IN", "STATUS"]
+    columns = ["NAME", "SERVICE", "SCOPES", "CLIENT ID", "EXPIRES IN", "STATUS", "SECRET EXPIRES"]
     print_table(columns, rows, keep=["NAME"])
+
+
+def day(ts: float | None) -> str:
+    """A credential's expiry: the day (UTC), `-` when unknown."""
+    return "-" if ts is None else time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
 def show_view(name: str, as_json: bool) -> None:
@@ -76,6 +82,7 @@ def show_view(name: str, as_json: bool) -> None:
         ("refreshed", when(record.refreshed_at)),
         ("expires", f"{when(record.expires_at)} ({expires_in(record, now)})"),
         ("expiry note", terminal_text(record.expiry_note) if record.expiry_note else "-"),
+        ("secret expires", day(record.secret_expires_at)),
         ("id", record.id),
     ]
     width = max(len(k) for k, _ in rows)

@@ -356,7 +356,13 @@ def test_bash_completion_offers_names_services_and_choices(auth_server: Any) -> 
 
     assert complete("oauthtok token work-") == ["work-graph", "work-mail"]
     assert "microsoft" in complete("oauthtok create x --service mi")
-    assert complete("oauthtok token x --format ") == ["raw", "header", "json"]
+    assert complete("oauthtok token x --format ") == [
+        "raw",
+        "header",
+        "json",
+        "xoauth2",
+        "oauthbearer",
+    ]
     assert "client-credentials" in complete("oauthtok create x --flow ")
 
 

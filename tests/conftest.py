@@ -117,6 +117,7 @@ help = "Test server."
 "mail.send" = "Send mail"
 "offline_access" = "Refresh"
 "profile" = "Profile"
+"openid" = "Who you are"
 
 [services.testfull]
 title = "Test identity provider with device flow and revocation"
@@ -130,6 +131,7 @@ token_auth = "client_secret_post"
 [services.testfull.scopes]
 "mail.read" = "Read mail"
 "offline_access" = "Refresh"
+"openid" = "Who you are"
 """
     )
     monkeypatch.setenv("OAUTHTOK_SERVICES", str(path))

@@ -79,8 +79,10 @@ def test_list_and_show(store: TokenStore) -> None:
     result = runner.invoke(app, ["list"])
     assert result.exit_code == 0
     rows = [line.split("\t") for line in result.stdout.splitlines()]
-    assert rows[0] == ["NAME", "SERVICE", "SCOPES", "CLIENT ID", "EXPIRES IN", "STATUS"]
-    status = {row[0]: row[5] for row in rows[1:]}
+    assert rows[0] == [
+        "NAME", "SERVICE", "ACCOUNT", "SCOPES", "CLIENT ID", "EXPIRES IN", "LAPSES IN", "STATUS",
+    ]  # fmt: skip
+    status = {row[0]: row[7] for row in rows[1:]}
     assert status == {
         "gone": "needs-reauthorization",
         "old": "expired-will-refresh",

@@ -92,8 +92,10 @@ def render_token(
     expires_at: float | None,
     scopes: Sequence[str],
     fmt: Format,
+    account: str | None = None,
 ) -> str:
-    """The text `oauthtok token` prints (without the newline)."""
+    """The text `oauthtok token` prints (without the newline); `account` is the stored
+    account (README, "JSON output")."""
     kind = bearer_kind(token_type)
     if fmt is Format.HEADER:
         return f"Authorization: {kind} {access_token}"
@@ -106,6 +108,7 @@ def render_token(
                 "token_type": kind,
                 "expires_at": None if expires_at is None else int(expires_at),
                 "scopes": list(scopes),
+                "account": account,
             }
         )
     return access_token

@@ -111,11 +111,15 @@ def cached_token(parsed: TokenArgs) -> str | None:
     if contract.is_due(expires_at, parsed.min_valid, time.time()):
         return None
     scopes: list[str] = []
+    account = None
     if parsed.fmt is contract.Format.JSON:  # only this format needs the metadata file
         record = layout.read_record(data_dir, token_id)
         scopes = contract.shown_scopes(record.get("granted_scopes"), record.get("scopes") or [])
+        account = record.get("account")
+        if account is not None and not isinstance(account, str):
+            raise LookupError("the stored account is not a string")
     return contract.render_token(
-        secret["access_token"], secret.get("token_type"), expires_at, scopes, parsed.fmt
+        secret["access_token"], secret.get("token_type"), expires_at, scopes, parsed.fmt, account
     )
 
 

@@ -20,7 +20,7 @@ def token_text(name: str, fmt: contract.Format, min_valid: float) -> str:
     record, tokens = outcome.record, outcome.tokens
     scopes = contract.shown_scopes(record.granted_scopes, record.scopes)
     return contract.render_token(
-        tokens.access_token, tokens.token_type, tokens.expires_at, scopes, fmt
+        tokens.access_token, tokens.token_type, tokens.expires_at, scopes, fmt, record.account
     )
 
 

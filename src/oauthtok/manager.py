@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from oauthtok import contract, oauth, scopes
+from oauthtok import contract, grants, oauth, scopes
+from oauthtok.account import account_of, from_id_token
 from oauthtok.errors import (
     AuthorizationFailed,
     OauthtokError,
@@ -176,6 +177,16 @@ def _hint(service: Service | None, exc: oauth.OAuthError, auth: TokenAuth, name:
     return ""
 
 
+def _issuer(service: Service, params: dict[str, str]) -> str | None:
+    """The service's issuer, for finding its userinfo endpoint (None: it has none)."""
+    try:
+        from oauthtok.catalog import resolve_issuer
+
+        return resolve_issuer(service, params)
+    except OauthtokError:
+        return None
+
+
 def _catalog_service(name: str) -> Service | None:
     """The catalog entry a stored token came from, for wording only (never required)."""
     try:
@@ -273,6 +284,7 @@ class TokenManager:
                 new.service.authorize_params, ui, timeout, new.service, new.name,
             )  # fmt: skip
             now = time.time()
+            issuer = _issuer(new.service, params)
             record = TokenRecord(
                 id=new_token_id(),
                 name=new.name,
@@ -291,6 +303,8 @@ class TokenManager:
                 expires_at=grant.tokens.expires_at,
                 has_refresh_token=grant.tokens.refresh_token is not None,
                 flow=flow,
+                account=account_of(client, grant, new.scopes, issuer),
+                **grants.after_grant(grant, now),
             )
             try:
                 return self.store.add(record, grant.tokens)
@@ -348,20 +362,38 @@ class TokenManager:
                 client, chosen, record.endpoints, auth, asked, record.redirect_uri,
                 record.authorize_params, ui, timeout, service, record.name,
             )  # fmt: skip
+            return self.save_consent(client, record, grant, secret, asked, service, chosen)
+
+    def save_consent(
+        self,
+        client: httpx.Client,
+        record: TokenRecord,
+        grant: oauth.Grant,
+        secret: str | None,
+        asked: tuple[str, ...],
+        service: Service | None,
+        flow: Flow,
+    ) -> TokenRecord:
+        """Store the tokens of a new consent for an existing token (reauthorize, in the
+        foreground or by the background device wait)."""
         tokens = grant.tokens
         if tokens.client_secret is None and secret is not None:
             tokens = tokens.evolve(client_secret=secret)
+        now = time.time()
+        issuer = _issuer(service, record.params) if service else None
+        account = account_of(client, grant, asked, issuer) or record.account
         return self.store.save_tokens(
             record,
             tokens,
             scopes=asked,
             granted_scopes=grant.scopes,
             missing_scopes=self._missing(service, asked, grant),
-            refreshed_at=time.time(),
+            refreshed_at=now,
             expires_at=tokens.expires_at,
             has_refresh_token=tokens.refresh_token is not None,
-            needs_reauth=False,
-            flow=chosen,
+            flow=flow,
+            account=account,
+            **grants.after_grant(grant, now),  # needs_reauth=False, no last error
         )
 
     def _sign_in(
@@ -476,10 +508,11 @@ class TokenManager:
                     grant = self._renew(client, record, tokens, auth)
             except oauth.OAuthError as exc:
                 error = renewal_failure(exc, record, _catalog_service(record.service))
-                if isinstance(error, ReauthorizationRequired):
-                    self.store.update(record, needs_reauth=True)
+                permanent = isinstance(error, ReauthorizationRequired)
+                self._note_failure(record, exc, permanent=permanent)
                 raise error from None
             except ProviderError as exc:
+                self._note_failure(record, exc, permanent=False)
                 raise ProviderError(
                     f"cannot renew {record.name!r}: {exc}; retry later (nothing was changed)"
                 ) from None
@@ -489,16 +522,28 @@ class TokenManager:
                 client_secret=tokens.client_secret,
                 id_token=grant.tokens.id_token or tokens.id_token,
             )
+            now = time.time()
             record = self.store.save_tokens(
                 record,
                 new,
                 expires_at=new.expires_at,
-                refreshed_at=time.time(),
+                refreshed_at=now,
                 has_refresh_token=new.refresh_token is not None,
-                needs_reauth=False,
                 granted_scopes=grant.scopes or record.granted_scopes,
+                account=from_id_token(grant.tokens.id_token) or record.account,
+                **grants.after_refresh(grant, now, record),  # needs_reauth=False, no last error
             )
             return RefreshOutcome(record, new, refreshed=True)
+
+    def _note_failure(self, record: TokenRecord, exc: Exception, *, permanent: bool) -> None:
+        """Keep the reason of a failed renewal for `status` (and, when the grant was
+        rejected, mark the token); the failure itself is what the caller reports."""
+        changes = grants.after_failure(str(exc), time.time(), permanent=permanent)
+        if permanent:
+            self.store.update(record, **changes)
+            return
+        with contextlib.suppress(OauthtokError):  # the provider's failure is the news
+            self.store.update(record, **changes)
 
     def _renew(
         self,

@@ -62,6 +62,10 @@ class Service:
     error_hints: dict[str, str] = field(default_factory=dict)
     #: the flow to use when no browser can be opened (default: device if there is one, else paste)
     headless_flow: Flow | None = None
+    #: the refresh token lapses when unused this long (Microsoft: 90); see `lifecycle`
+    refresh_token_idle_days: float | None = None
+    #: the grant ends this long after consent (Google apps in "Testing": 7); see `lifecycle`
+    refresh_token_max_days: float | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,20 @@ class TokenRecord:
     has_refresh_token: bool = False
     needs_reauth: bool = False
     flow: Flow = Flow.BROWSER
+    # -- the life of the grant (issue 11; records written before have the defaults) ----------
+    #: who the provider says the token belongs to (id_token or userinfo), when it says
+    account: str | None = None
+    #: when the person last consented (create, reauthorize)
+    obtained_at: float | None = None
+    #: when the refresh token was last used successfully
+    refresh_used_at: float | None = None
+    #: when the provider last issued a new refresh token
+    refresh_rotated_at: float | None = None
+    #: the provider's own end of the refresh token (`refresh_token_expires_in`), when it said
+    refresh_expires_at: float | None = None
+    #: the last failed renewal, one line, and when
+    last_error: str | None = None
+    last_error_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -166,11 +184,13 @@ class TokenSet:
 # -- the public JSON shapes (README, "JSON output") ---------------------------------------------
 
 
-def record_json(record: TokenRecord, now: float) -> dict[str, Any]:
-    """`show --json`, and each element of `list --json`."""
+def record_json(record: TokenRecord, now: float, lapses_at: float | None = None) -> dict[str, Any]:
+    """`show --json`, and each element of `list --json`; `lapses_at` is the predicted end of
+    the grant (`lifecycle.lapses_at`)."""
     data = record.to_json()
     data["status"] = str(record.status(now))
     data["expires_in"] = None if record.expires_at is None else int(record.expires_at - now)
+    data["lapses_at"] = None if lapses_at is None else int(lapses_at)
     return data
 
 

@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
@@ -108,6 +108,8 @@ class Grant:
 
     tokens: TokenSet
     scopes: tuple[str, ...] | None
+    #: the response's other fields, never a token (e.g. `refresh_token_expires_in`)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -417,7 +419,12 @@ def grant_from(body: dict[str, Any], client_secret: str | None) -> Grant:
     scope = body.get("scope")
     # GitHub separates granted scopes with commas, everyone else with spaces
     scopes = None if scope is None else tuple(s for s in re.split(r"[\s,]+", str(scope)) if s)
-    return Grant(tokens, scopes)
+    extra = {k: v for k, v in body.items() if k not in _SECRET_FIELDS}
+    return Grant(tokens, scopes, extra)
+
+
+#: the fields of a token response that are secrets (kept out of `Grant.extra`)
+_SECRET_FIELDS = frozenset({"access_token", "refresh_token", "id_token"})
 
 
 def import_httpx() -> None:

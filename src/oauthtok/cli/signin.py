@@ -140,6 +140,25 @@ def ask_params(service: Service, params: dict[str, str]) -> dict[str, str]:
     return params
 
 
+def ask_testing(service: Service, params: dict[str, str]) -> dict[str, str]:
+    """Where the catalog limits a grant's life only for apps in "Testing" (Google: 7 days),
+    ask on a terminal whether this app is, unless `--param testing=…` said so."""
+    from oauthtok.lifecycle import TESTING_PARAM
+
+    days = service.refresh_token_max_days
+    if days is None or TESTING_PARAM not in service.params or TESTING_PARAM in params:
+        return params
+    if not output.can_prompt():
+        return params  # the catalog's default
+    testing = typer.confirm(
+        f'Is the app in "Testing" ({service.name} ends such grants {days:g} days after '
+        f"consent)? (--param {TESTING_PARAM}=yes|no)",
+        default=False,
+        err=True,
+    )
+    return {**params, TESTING_PARAM: "yes" if testing else "no"}
+
+
 def choose_scopes(service: Service) -> tuple[str, ...]:
     from rich.markup import escape
     from rich.table import Table
@@ -314,7 +333,7 @@ def create_command(
         manager.store.check_available()  # before anything is asked or opened
         new_name = choose_name(manager, name)
         entry = get_service(service, load_catalog()) if service else choose_service()
-        params = ask_params(entry, parse_params(param or []))
+        params = ask_testing(entry, ask_params(entry, parse_params(param or [])))
         new_client_id = client_id if client_id is not None else ask("client id")
         if not public and secret is None:
             secret = prompt_secret(allow_public=chosen_flow != Flow.CLIENT_CREDENTIALS)
@@ -380,5 +399,14 @@ def reauthorize_command(
         f"the stored tokens of {record.name!r} are unchanged",
     )  # fmt: skip
     say(f"Reauthorized {outcome.name!r} ({describe_validity(outcome)}).")
+    if (
+        record.account
+        and outcome.account
+        and record.account.casefold() != outcome.account.casefold()
+    ):
+        say(
+            f"warning: {outcome.name!r} now belongs to {outcome.account!r}, no longer to "
+            f"{record.account!r}: the sign-in used another account"
+        )
     if outcome.missing_scopes:
         say(f"warning: the provider did not grant: {' '.join(outcome.missing_scopes)}")

@@ -8,19 +8,30 @@ from __future__ import annotations
 
 import time
 
-from oauthtok.cli.output import console, emit_json, expires_in, is_tty, print_table, say, when
+from oauthtok.cli.output import (
+    console,
+    emit_json,
+    expires_in,
+    is_tty,
+    lapses_in,
+    print_table,
+    say,
+    when,
+)
 
 
 def list_view(as_json: bool) -> None:
     """Every token's metadata (never the secret store)."""
     from oauthtok.contract import shown_scopes
+    from oauthtok.grants import catalog_or_none, lapses_at
     from oauthtok.models import record_json
     from oauthtok.store import TokenStore
 
     records = TokenStore().records()
     now = time.time()
+    catalog = catalog_or_none() if records else None
     if as_json:
-        emit_json([record_json(r, now) for r in records])
+        emit_json([record_json(r, now, lapses_at(r, catalog)) for r in records])
         return
     if not records:
         say("No tokens yet. Create one with `oauthtok create NAME --service SERVICE`.")
@@ -29,31 +40,43 @@ def list_view(as_json: bool) -> None:
         [
             r.name,
             r.service,
+            r.account or "-",
             " ".join(shown_scopes(r.granted_scopes, r.scopes)),
             r.client_id,
             expires_in(r, now),
+            lapses_in(lapses_at(r, catalog), now),
             str(r.status(now)),
         ]
         for r in records
     ]
-    columns = ["NAME", "SERVICE", "SCOPES", "CLIENT ID", "EXPIRES IN", "STATUS"]
+    columns = [
+        "NAME", "SERVICE", "ACCOUNT", "SCOPES", "CLIENT ID", "EXPIRES IN", "LAPSES IN", "STATUS",
+    ]  # fmt: skip
     print_table(columns, rows, keep=["NAME"])
 
 
 def show_view(name: str, as_json: bool) -> None:
     """Everything about one token except its secrets."""
+    from oauthtok.grants import catalog_or_none, lapse_of
     from oauthtok.models import TokenAuth, record_json
     from oauthtok.store import TokenStore
 
     record = TokenStore().get(name)
     now = time.time()
-    data = record_json(record, now)
+    lapse = lapse_of(record, catalog_or_none())
+    data = record_json(record, now, lapse.at)
     if as_json:
         emit_json(data)
         return
+    if lapse.at is None:
+        lapses = f"- ({lapse.reason})"
+    else:
+        lapses = f"{when(lapse.at)} ({lapses_in(lapse.at, now)}: {lapse.reason})"
+    last_error = f"{when(record.last_error_at)}: {record.last_error}" if record.last_error else "-"
     rows = [
         ("name", record.name),
         ("service", record.service),
+        ("account", record.account or "(not reported)"),
         ("status", data["status"]),
         ("client id", record.client_id),
         ("client type", "public" if record.token_auth == TokenAuth.NONE else record.token_auth),
@@ -67,8 +90,13 @@ def show_view(name: str, as_json: bool) -> None:
         ("redirect uri", record.redirect_uri),
         ("refresh token", "yes" if record.has_refresh_token else "no"),
         ("created", when(record.created_at)),
+        ("consented", when(record.obtained_at)),
         ("refreshed", when(record.refreshed_at)),
+        ("refresh token used", when(record.refresh_used_at)),
+        ("refresh token rotated", when(record.refresh_rotated_at)),
         ("expires", f"{when(record.expires_at)} ({expires_in(record, now)})"),
+        ("lapses", lapses),
+        ("last error", last_error),
         ("id", record.id),
     ]
     width = max(len(k) for k, _ in rows)

@@ -414,10 +414,13 @@ class TestAuthServer:
         data = json.loads(response.get_data())
         claims = self.knobs.id_token_claims
         if claims is not None and "openid" in str(data.get("scope", "")).split():
-            data["id_token"] = ".".join(
-                base64.urlsafe_b64encode(json.dumps(part).encode()).decode().rstrip("=")
-                for part in ({"alg": "none"}, claims)
-            ) + ".sig"
+            data["id_token"] = (
+                ".".join(
+                    base64.urlsafe_b64encode(json.dumps(part).encode()).decode().rstrip("=")
+                    for part in ({"alg": "none"}, claims)
+                )
+                + ".sig"
+            )
         if self.knobs.refresh_token_expires_in is not None and data.get("refresh_token"):
             data["refresh_token_expires_in"] = self.knobs.refresh_token_expires_in
         response.set_data(json.dumps(data))

@@ -132,7 +132,8 @@ def test_layers_override_per_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         ('[services.x]\ntitle = 3\ntoken_url = "https://a/t"\n', "'title' must be a string"),
         ("[other]\nx = 1\n", "unknown top-level key 'other'"),
         (
-            '[services.x]\ntitle = "X"\ntoken_url = "https://a/t"\nrefresh_token_idle_days = "90"\n',
+            '[services.x]\ntitle = "X"\ntoken_url = "https://a/t"\n'
+            'refresh_token_idle_days = "90"\n',
             "'refresh_token_idle_days' must be a number of days",
         ),
         (

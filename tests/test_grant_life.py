@@ -157,9 +157,10 @@ def test_lapse_from_the_catalog_and_from_the_provider(auth_server: Any) -> None:
     assert run_oauthtok("refresh", "t", "--force", env=env).returncode == 0
     data = shown(env=env)
     assert abs(data["lapses_at"] - (time.time() + 3600)) < 60
-    assert json.loads(run_oauthtok("list", "--json", env=env).stdout)[0]["lapses_at"] == data[
-        "lapses_at"
-    ]
+    assert (
+        json.loads(run_oauthtok("list", "--json", env=env).stdout)[0]["lapses_at"]
+        == data["lapses_at"]
+    )
     # without the catalog's rule and the provider's answer: none predicted
     auth_server.knobs.refresh_token_expires_in = None
     assert run_oauthtok("refresh", "t", "--force").returncode == 0

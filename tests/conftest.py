@@ -31,6 +31,7 @@ def isolated_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "OAUTHTOK_DATA_DIR",
         "OAUTHTOK_CONFIG_DIR",
         "OAUTHTOK_NO_FAST_PATH",
+        "OAUTHTOK_STORE",
         "OAUTHTOK_DEBUG",
         "PYTHON_KEYRING_BACKEND",
         "BROWSER",

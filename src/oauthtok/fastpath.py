@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from oauthtok import contract, layout, paths
+from oauthtok import config, contract, layout, paths
 
 _FORMATS = {f.value: f for f in contract.Format}
 
@@ -97,11 +97,7 @@ def cached_token(parsed: TokenArgs) -> str | None:
     if found is None:
         raise LookupError("no such name")  # the full path says so, with its wording
     token_id = found[1]
-    if not layout.fast_read_allowed():
-        raise LookupError("the secret store is not one the fast path reads")
-    from oauthtok.freedesktop import read_secret
-
-    raw = read_secret(contract.SECRET_NAMESPACE, token_id)
+    raw = _read_secret(data_dir, token_id)
     if raw is None or not raw.startswith("{"):
         raise LookupError("no plain secret entry")
     import json
@@ -121,6 +117,25 @@ def cached_token(parsed: TokenArgs) -> str | None:
     return contract.render_token(
         secret["access_token"], secret.get("token_type"), expires_at, scopes, parsed.fmt, account
     )
+
+
+def _read_secret(data_dir: str, token_id: str) -> str | None:
+    """One read of the chosen secret store (config.toml, OAUTHTOK_STORE; an invalid config
+    raises, and the full path reports it)."""
+    store = config.load_config().store
+    if store.backend == "file":
+        from oauthtok import filestore
+
+        if store.key_command is not None:  # encrypted: the key command is the full path's
+            raise LookupError("the file store is encrypted")
+        if not filestore.folders_safe(data_dir):
+            raise LookupError("the file store's folders need the full path's checks")
+        return filestore.read_plain(data_dir, token_id)
+    if not layout.fast_read_allowed():
+        raise LookupError("the secret store is not one the fast path reads")
+    from oauthtok.freedesktop import read_secret
+
+    return read_secret(contract.SECRET_NAMESPACE, token_id)
 
 
 def run(args: list[str]) -> int | None:

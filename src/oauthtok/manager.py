@@ -347,8 +347,8 @@ class TokenManager:
                 secret = None
             if not secret:
                 raise UsageError(
-                    f"the client secret of {record.name!r} is not in the keyring; give it with "
-                    "--client-secret-stdin or OAUTHTOK_CLIENT_SECRET"
+                    f"the client secret of {record.name!r} is not in the secret store; give it "
+                    "with --client-secret-stdin or OAUTHTOK_CLIENT_SECRET"
                 )
         asked = record.scopes if new_scopes is None else new_scopes
         if not asked:

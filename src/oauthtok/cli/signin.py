@@ -292,6 +292,15 @@ def run_sign_in(action: Callable[[ConsoleSignIn], Any], ui: ConsoleSignIn, uncha
         ui.stop()
 
 
+def announce_store(manager: TokenManager) -> None:
+    """The file store is a choice with consequences: say once where the secrets go and what
+    protects them (the keyring, the default, goes without saying)."""
+    from oauthtok.stores import FILE, describe, kind_of
+
+    if kind_of(manager.store.secrets) == FILE:
+        say(f"Secrets go to the {describe(manager.store.secrets)}.")
+
+
 # -- the commands ------------------------------------------------------------------------------
 
 
@@ -331,6 +340,7 @@ def create_command(
     manager = TokenManager()
     try:
         manager.store.check_available()  # before anything is asked or opened
+        announce_store(manager)
         new_name = choose_name(manager, name)
         entry = get_service(service, load_catalog()) if service else choose_service()
         params = ask_testing(entry, ask_params(entry, parse_params(param or [])))

@@ -13,11 +13,29 @@ from oauthtok.errors import report
 
 
 def token_text(name: str, fmt: contract.Format, min_valid: float) -> str:
-    """The rendered token, refreshed first when it expires within `min_valid` seconds."""
+    """The rendered token, refreshed first when it expires within `min_valid` seconds.
+
+    A renewal that fails raises its notification (`[notify]`) before the error is reported.
+    """
+    from oauthtok import alerts
+    from oauthtok.errors import OauthtokError, say
     from oauthtok.manager import TokenManager
 
-    outcome = TokenManager().valid_token(name, min_valid=min_valid)
+    manager = TokenManager()
+    try:
+        outcome = manager.valid_token(name, min_valid=min_valid)
+    except OauthtokError as exc:
+        try:
+            record = manager.store.find(name)
+        except OauthtokError:
+            record = None
+        warning = alerts.after_failure(record, exc)
+        if warning:
+            say(f"oauthtok: warning: {warning}")
+        raise
     record, tokens = outcome.record, outcome.tokens
+    if outcome.refreshed:
+        alerts.after_success(record)
     scopes = contract.shown_scopes(record.granted_scopes, record.scopes)
     return contract.render_token(
         tokens.access_token, tokens.token_type, tokens.expires_at, scopes, fmt, record.account

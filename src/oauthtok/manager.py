@@ -244,6 +244,10 @@ class TokenManager:
         self.store = store or TokenStore()
         self._http_client = http_client
 
+    def http_client(self) -> httpx.Client:
+        """A new HTTP client (close it), as this manager makes them."""
+        return self._http_client()
+
     # -- signing in -------------------------------------------------------------------------
     def check_new_name(self, name: str) -> None:
         """Refuse a bad or taken name before any browser opens."""
@@ -339,17 +343,7 @@ class TokenManager:
         """Consent again with the stored service and client (and the stored scopes, or
         `new_scopes`); the old tokens are replaced only on success."""
         record = self.store.get(name)
-        secret = client_secret
-        if secret is None and record.token_auth != TokenAuth.NONE:
-            try:
-                secret = self.store.read_tokens(record).client_secret
-            except ReauthorizationRequired:
-                secret = None
-            if not secret:
-                raise UsageError(
-                    f"the client secret of {record.name!r} is not in the secret store; give it "
-                    "with --client-secret-stdin or OAUTHTOK_CLIENT_SECRET"
-                )
+        secret = self.client_secret_for(record, client_secret)
         asked = record.scopes if new_scopes is None else new_scopes
         if not asked:
             raise UsageError("no scopes left to ask for")
@@ -363,6 +357,22 @@ class TokenManager:
                 record.authorize_params, ui, timeout, service, record.name,
             )  # fmt: skip
             return self.save_consent(client, record, grant, secret, asked, service, chosen)
+
+    def client_secret_for(self, record: TokenRecord, given: str | None) -> str | None:
+        """The client secret for a new consent: `given`, else the stored one (None for a
+        public client). UsageError when a confidential client's secret is nowhere."""
+        secret = given
+        if secret is None and record.token_auth != TokenAuth.NONE:
+            try:
+                secret = self.store.read_tokens(record).client_secret
+            except ReauthorizationRequired:
+                secret = None
+            if not secret:
+                raise UsageError(
+                    f"the client secret of {record.name!r} is not in the secret store; give it "
+                    "with --client-secret-stdin or OAUTHTOK_CLIENT_SECRET"
+                )
+        return secret
 
     def save_consent(
         self,

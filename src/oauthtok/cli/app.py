@@ -70,6 +70,8 @@ def main_options(
 
 # the commands register themselves on `app`
 from oauthtok.cli import signin, handout_cmds, manage, catalog_cmds  # noqa: E402, I001
-from oauthtok.cli import status_cmds  # noqa: E402
+from oauthtok.cli import status_cmds, background_cmds  # noqa: E402
 
-__all__ = ["app", "catalog_cmds", "handout_cmds", "manage", "signin", "status_cmds"]
+__all__ = [
+    "app", "background_cmds", "catalog_cmds", "handout_cmds", "manage", "signin", "status_cmds",
+]  # fmt: skip

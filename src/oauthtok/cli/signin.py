@@ -292,6 +292,32 @@ def run_sign_in(action: Callable[[ConsoleSignIn], Any], ui: ConsoleSignIn, uncha
         ui.stop()
 
 
+def reauthorize_in_background(
+    manager: TokenManager, name: str, secret: str | None, new_scopes: tuple[str, ...] | None
+) -> None:
+    import time
+
+    from oauthtok.deviceauth import start
+
+    pending = start(manager, name, secret, new_scopes)
+    device = pending.device
+    until = time.strftime("%H:%M", time.localtime(pending.expires_at))
+    complete = device.verification_uri_complete
+    also = f" (or open {complete})" if complete else ""
+    say(
+        f"To reauthorize {pending.record.name!r}, open {device.verification_uri} and enter the "
+        f"code {device.user_code}{also}."
+    )
+    if pending.warning:
+        say(f"warning: {pending.warning}")
+    else:
+        say("The notify command was given the code.")
+    say(
+        f"A background process (pid {pending.pid}) waits for the approval until {until} and "
+        "then stores the new tokens; a denial or an expired code is notified."
+    )
+
+
 def announce_store(manager: TokenManager) -> None:
     """The file store is a choice with consequences: say once where the secrets go and what
     protects them (the keyring, the default, goes without saying)."""
@@ -380,11 +406,21 @@ def reauthorize_command(
     timeout: Timeout = DEFAULT_AUTH_TIMEOUT,
     no_browser: NoBrowser = False,
     flow: FlowOption = None,
+    notify: Annotated[
+        bool,
+        typer.Option(
+            "--notify",
+            help="With --flow device: send the code through the [notify] command and return at "
+            "once; a background process waits for the approval and stores the new tokens.",
+        ),
+    ] = False,
 ) -> None:
     """Consent again with the stored service and client (and the flow it was created with).
 
     --scopes replaces the scopes, --add-scope/--remove-scope change them; the old tokens stay
-    until the new consent succeeds.
+    until the new consent succeeds. With --flow device --notify nobody needs to be at this
+    terminal: the code goes to the notify command (a phone), and the sign-in finishes in the
+    background (a denial or an expired code notifies reauthorization-needed again).
     """
     from oauthtok.manager import TokenManager, browser_available
     from oauthtok.scopes import split_scopes
@@ -400,6 +436,11 @@ def reauthorize_command(
             raise UsageError(f"{record.name!r} does not ask for {unknown[0]!r}")
         new_scopes = tuple(dict.fromkeys(s for s in (*base, *(add_scope or ())) if s not in drop))
     secret = read_client_secret(client_secret_stdin)
+    if notify:
+        if (flow or record.flow) != Flow.DEVICE:
+            raise UsageError("--notify works with --flow device (a code approved elsewhere)")
+        reauthorize_in_background(manager, record.name, secret, new_scopes)
+        return
     outcome = run_sign_in(
         lambda ui: manager.reauthorize(
             record.name, ui, timeout=timeout, client_secret=secret, flow=flow,

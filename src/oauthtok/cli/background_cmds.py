@@ -1,0 +1,18 @@
+"""The hidden command the detached waiter of `reauthorize --flow device --notify` runs."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from oauthtok.cli.app import app
+from oauthtok.deviceauth import MAX_PAYLOAD, WAIT_COMMAND
+
+
+@app.command(WAIT_COMMAND, hidden=True)
+def device_wait_command() -> None:
+    """Internal: wait for a device code's approval (the task and its secrets come on stdin)."""
+    from oauthtok.deviceauth import wait
+
+    raise typer.Exit(wait(sys.stdin.buffer.read(MAX_PAYLOAD + 1)))

@@ -485,6 +485,12 @@ class FileStore:
         entry = self._load(key)
         return None if entry is None else self._value(key, entry, allow_plain=False)
 
+    def read_any(self, key: str) -> str | None:
+        """Like `get`, but a plain entry is read even when a key command is set (for
+        `migrate`, which moves or encrypts such entries)."""
+        entry = self._load(key)
+        return None if entry is None else self._value(key, entry, allow_plain=True)
+
     def keys(self) -> list[str]:
         """Every stored key (for `migrate --all` and `status`), sorted."""
         self._ready(create=False)

@@ -180,7 +180,10 @@ class TestAuthServer:
         self._http = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.port = self._http.server_port
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        # a short poll interval: stop() returns at once, not after half a second
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> TestAuthServer:

@@ -238,7 +238,9 @@ def test_core_never_imports_typer_or_rich() -> None:
     code = (
         "import sys, oauthtok.manager, oauthtok.store, oauthtok.catalog, oauthtok.oauth,"
         " oauthtok.loopback, oauthtok.secretstore, oauthtok.launcher, oauthtok.fastpath,"
-        " oauthtok.handout, oauthtok.scopes, oauthtok.freedesktop;"
+        " oauthtok.handout, oauthtok.scopes, oauthtok.freedesktop, oauthtok.account,"
+        " oauthtok.grants, oauthtok.stores, oauthtok.alerts, oauthtok.keepalive, oauthtok.health,"
+        " oauthtok.deviceauth, oauthtok.moving;"
         "print(sorted(m for m in ('typer','rich','click','httpx') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

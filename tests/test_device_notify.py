@@ -162,3 +162,15 @@ def test_notify_needs_the_device_flow_and_a_notify_command(
     browser = run_oauthtok("reauthorize", "srv", "--flow", "browser", "--notify")
     assert browser.returncode == 2 and "--flow device" in browser.stderr
     assert len(auth_server.devices) == codes and events(log) == []  # no code asked for
+
+
+def test_the_waiter_is_a_hidden_command() -> None:
+    import typer.main
+
+    from oauthtok import deviceauth
+    from oauthtok.cli.app import app
+    from oauthtok.cli.background_cmds import WAIT_COMMAND
+
+    group: Any = typer.main.get_command(app)
+    assert WAIT_COMMAND == deviceauth.WAIT_COMMAND and group.commands[WAIT_COMMAND].hidden
+    assert WAIT_COMMAND not in run_oauthtok("--help").stdout

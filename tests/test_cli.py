@@ -289,3 +289,23 @@ def test_a_closed_pipe_ends_quietly(args: list[str]) -> None:
     finally:
         os.close(write_end)
     assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_every_command_and_option_has_help() -> None:
+    import click
+    import typer.main
+
+    def walk(command: click.Command, path: str) -> list[str]:
+        missing = [] if command.help or command.hidden else [path]
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.help and param.name != "help":
+                missing.append(f"{path} {param.opts[0]}")
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                missing += walk(sub, f"{path} {name}")
+        return missing
+
+    assert walk(typer.main.get_command(app), "oauthtok") == []
+    for args in (["status"], ["schedule", "install"], ["migrate"], ["export"], ["import"]):
+        result = runner.invoke(app, [*args, "--help"])
+        assert result.exit_code == 0 and "Usage: oauthtok " + " ".join(args) in result.stdout

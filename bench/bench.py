@@ -234,6 +234,39 @@ def provider_time(server: Any, rounds: int = 30) -> float:
     return statistics.median(times)
 
 
+# -- the file store (issue 11): `token` beside the keyring row ------------------------------------
+
+
+def file_store_rows(tmp: Path, base: dict[str, str]) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """A row for `oauthtok token` on the plain file store (OAUTHTOK_STORE=file), seeded with one
+    token like the keyring row's."""
+    from oauthtok.filestore import FileStore
+
+    data_dir = str(tmp / "file-store")
+    rec = record("bench-file", "https://login.microsoftonline.com/x/token", time.time() + 86400)
+    secret = TokenSet(
+        access_token=ACCESS,
+        refresh_token=REFRESH,
+        expires_at=time.time() + 86400,
+        client_secret="client-secret",
+    )
+    TokenStore(secrets=FileStore(data_dir), data_dir=data_dir).add(rec, secret)
+    env = {**base, "OAUTHTOK_DATA_DIR": data_dir, "OAUTHTOK_STORE": "file"}
+    return {"oauthtok token (file store)": ([OAUTHTOK, "token", rec.name], env)}
+
+
+def file_store_checks(med: dict[str, float]) -> list[tuple[str, bool]]:
+    """The file store's `token` is as fast as the keyring's (within 10 %, or faster)."""
+    on_file = med["oauthtok token (file store)"]
+    on_keyring = med["oauthtok token (1 token)"]
+    return [
+        (
+            f"token on the file store: {on_file:.1f} ms <= 1.10 x keyring {on_keyring:.1f} ms",
+            on_file <= 1.10 * on_keyring,
+        )
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=30)
@@ -283,6 +316,7 @@ def main() -> int:
                 [OAUTHTOK, "token", due_name, "--min-valid", "999999"],
                 env_due,
             ),
+            **file_store_rows(tmp, env_one),
         }
         walls: dict[str, list[float]] = {k: [] for k in rows}
         for i in range(args.warmup + args.rounds):
@@ -332,6 +366,7 @@ def main() -> int:
             token_n <= 1.10 * token1,
         ),
         (f"list with {args.tokens} tokens: {listing:.1f} ms <= 400 ms", listing <= 400),
+        *file_store_checks(med),
     ]
     base = med["python -c pass"]
 

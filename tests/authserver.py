@@ -7,6 +7,7 @@ consents (or refuses), and knobs the tests turn. It serves on 127.0.0.1 in a thr
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -180,6 +181,17 @@ class Knobs:
     device_status: int | None = None
     #: (status, JSON body) answered to the next revocation requests, in order
     revoke_replies: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    # OpenID Connect: an (unsigned) id_token with these claims when `openid` was granted, and
+    # the claims /userinfo answers for a valid access token
+    id_token_claims: dict[str, Any] | None = None
+    userinfo: dict[str, Any] | None = None
+    userinfo_requests: int = 0
+    # the provider's own refresh-token lifetime in each token response (GitHub Apps' name)
+    refresh_token_expires_in: int | None = None
+    # device flow approved only by a visit to the verification URI (GET /device?user_code=…),
+    # as a person does on a phone, instead of after `device_pending_polls` polls
+    device_manual: bool = False
+    device_approved: set[str] = field(default_factory=set)
 
 
 class TestAuthServer:
@@ -216,7 +228,7 @@ class TestAuthServer:
         client_id: str,
         client_secret: str | None,
         auth_method: str,
-        scope: str = "mail.read mail.send offline_access profile",
+        scope: str = "mail.read mail.send offline_access profile openid",
         redirect_uris: tuple[str, ...] = ("http://127.0.0.1/callback",),
         public_key_pem: bytes | None = None,
     ) -> Client:
@@ -355,6 +367,10 @@ class TestAuthServer:
                 outer.knobs.device_polls.append(time.monotonic())
                 if outer.knobs.device_slow_down_once and credential["polls"] == 1:
                     return None  # -> should_slow_down
+                if outer.knobs.device_manual:
+                    if user_code not in outer.knobs.device_approved:
+                        return None  # -> authorization_pending
+                    return USER_ID, outer.knobs.consent == "approve"
                 if credential["polls"] <= outer.knobs.device_pending_polls:
                     return None  # -> authorization_pending
                 return USER_ID, outer.knobs.consent == "approve"
@@ -442,6 +458,24 @@ class TestAuthServer:
                 self.knobs.introspection_requests += 1
                 return server.create_endpoint_response("introspection")
 
+        @app.get("/device")
+        def device_page() -> Any:
+            """The verification page: visiting it with the user code approves that code."""
+            code = request.args.get("user_code", "")
+            if not any(c["user_code"] == code for c in self.devices.values()):
+                return Response("unknown code", status=404)
+            self.knobs.device_approved.add(code)
+            return Response("approved", status=200)
+
+        @app.get("/userinfo")
+        def userinfo() -> Any:
+            self.knobs.userinfo_requests += 1
+            auth = request.headers.get("Authorization", "")
+            token = self.access_tokens.get(auth.removeprefix("Bearer "))
+            if not auth.startswith("Bearer ") or token is None or self.knobs.userinfo is None:
+                return Response('{"error": "invalid_token"}', status=401)
+            return self.knobs.userinfo
+
         @app.post("/device_authorization")
         def device_authorization() -> Any:
             if self.knobs.device_status:
@@ -473,6 +507,7 @@ class TestAuthServer:
                 device_authorization_endpoint=f"{self.base_url}/device_authorization",
                 revocation_endpoint=f"{self.base_url}/revoke",
                 introspection_endpoint=f"{self.base_url}/introspect",
+                userinfo_endpoint=f"{self.base_url}/userinfo",
                 response_types_supported=["code"],
                 grant_types_supported=["authorization_code", "refresh_token"],
                 code_challenge_methods_supported=["S256"],
@@ -527,9 +562,28 @@ class TestAuthServer:
                 return Response(json.dumps(body), status=200, content_type="application/json")
             with self.lock:
                 response = server.create_token_response()
-            return merged(response, self.knobs.token_overrides)
+            return merged(self._decorate(response), self.knobs.token_overrides)
 
         return app
+
+    def _decorate(self, response: Response) -> Response:
+        """Add what Authlib's grants do not issue: an id_token, a refresh-token lifetime."""
+        if response.status_code != 200:
+            return response
+        data = json.loads(response.get_data())
+        claims = self.knobs.id_token_claims
+        if claims is not None and "openid" in str(data.get("scope", "")).split():
+            data["id_token"] = (
+                ".".join(
+                    base64.urlsafe_b64encode(json.dumps(part).encode()).decode().rstrip("=")
+                    for part in ({"alg": "none"}, claims)
+                )
+                + ".sig"
+            )
+        if self.knobs.refresh_token_expires_in is not None and data.get("refresh_token"):
+            data["refresh_token_expires_in"] = self.knobs.refresh_token_expires_in
+        response.set_data(json.dumps(data))
+        return response
 
     def _save_token(self, token: dict, req: Any) -> None:
         refresh = token.get("refresh_token")

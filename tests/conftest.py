@@ -32,6 +32,7 @@ def isolated_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "OAUTHTOK_DATA_DIR",
         "OAUTHTOK_CONFIG_DIR",
         "OAUTHTOK_NO_FAST_PATH",
+        "OAUTHTOK_STORE",
         "OAUTHTOK_DEBUG",
         "PYTHON_KEYRING_BACKEND",
         "BROWSER",
@@ -119,6 +120,7 @@ help = "Test server."
 "mail.send" = "Send mail"
 "offline_access" = "Refresh"
 "profile" = "Profile"
+"openid" = "Who you are"
 
 [services.testfull]
 title = "Test identity provider with device flow and revocation"
@@ -132,6 +134,7 @@ token_auth = "client_secret_post"
 [services.testfull.scopes]
 "mail.read" = "Read mail"
 "offline_access" = "Refresh"
+"openid" = "Who you are"
 """
     )
     monkeypatch.setenv("OAUTHTOK_SERVICES", str(path))

@@ -59,6 +59,9 @@ def test_bundled_presets() -> None:
     google = catalog["google"]
     assert "https://mail.google.com/" in google.scopes
     assert google.authorize_params["access_type"] == "offline"
+    # the lives of their grants (lifecycle): Microsoft's idle limit, Google's in Testing only
+    assert ms.refresh_token_idle_days == 90 and ms.refresh_token_max_days is None
+    assert google.refresh_token_max_days == 7 and google.params == {"testing": "no"}
     github = catalog["github"]
     assert {"repo", "read:org", "user", "workflow"} <= set(github.scopes)
     assert "not expire" in github.help
@@ -131,6 +134,15 @@ def test_layers_override_per_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         ),
         ('[services.x]\ntitle = 3\ntoken_url = "https://a/t"\n', "'title' must be a string"),
         ("[other]\nx = 1\n", "unknown top-level key 'other'"),
+        (
+            '[services.x]\ntitle = "X"\ntoken_url = "https://a/t"\n'
+            'refresh_token_idle_days = "90"\n',
+            "'refresh_token_idle_days' must be a number of days",
+        ),
+        (
+            '[services.x]\ntitle = "X"\ntoken_url = "https://a/t"\nrefresh_token_max_days = 0\n',
+            "'refresh_token_max_days' must be a number of days between 0 and 3650, not 0",
+        ),
     ],
 )
 def test_invalid_catalog_exits_7(

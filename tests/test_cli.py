@@ -80,9 +80,10 @@ def test_list_and_show(store: TokenStore) -> None:
     assert result.exit_code == 0
     rows = [line.split("\t") for line in result.stdout.splitlines()]
     assert rows[0] == [
-        "NAME", "SERVICE", "SCOPES", "CLIENT ID", "EXPIRES IN", "STATUS", "SECRET EXPIRES"
+        "NAME", "SERVICE", "ACCOUNT", "SCOPES", "CLIENT ID", "EXPIRES IN", "LAPSES IN", "STATUS",
+        "SECRET EXPIRES",
     ]  # fmt: skip
-    status = {row[0]: row[5] for row in rows[1:]}
+    status = {row[0]: row[7] for row in rows[1:]}
     assert status == {
         "gone": "needs-reauthorization",
         "old": "expired-will-refresh",
@@ -238,7 +239,9 @@ def test_core_never_imports_typer_or_rich() -> None:
     code = (
         "import sys, oauthtok.manager, oauthtok.store, oauthtok.catalog, oauthtok.oauth,"
         " oauthtok.loopback, oauthtok.secretstore, oauthtok.launcher, oauthtok.fastpath,"
-        " oauthtok.handout, oauthtok.scopes, oauthtok.freedesktop;"
+        " oauthtok.handout, oauthtok.scopes, oauthtok.freedesktop, oauthtok.account,"
+        " oauthtok.grants, oauthtok.stores, oauthtok.alerts, oauthtok.keepalive, oauthtok.health,"
+        " oauthtok.deviceauth, oauthtok.moving;"
         "print(sorted(m for m in ('typer','rich','click','httpx') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -287,3 +290,23 @@ def test_a_closed_pipe_ends_quietly(args: list[str]) -> None:
     finally:
         os.close(write_end)
     assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_every_command_and_option_has_help() -> None:
+    import click
+    import typer.main
+
+    def walk(command: click.Command, path: str) -> list[str]:
+        missing = [] if command.help or command.hidden else [path]
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.help and param.name != "help":
+                missing.append(f"{path} {param.opts[0]}")
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                missing += walk(sub, f"{path} {name}")
+        return missing
+
+    assert walk(typer.main.get_command(app), "oauthtok") == []
+    for args in (["status"], ["schedule", "install"], ["migrate"], ["export"], ["import"]):
+        result = runner.invoke(app, [*args, "--help"])
+        assert result.exit_code == 0 and "Usage: oauthtok " + " ".join(args) in result.stdout

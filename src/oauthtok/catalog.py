@@ -49,7 +49,9 @@ _LIST_KEYS = ("default_scopes", "scope_prefixes")
 #: is said aloud at create and reauthorize
 _ENDPOINT_KEYS = (*_URL_KEYS, "issuer_pattern")
 MAX_CATALOG_BYTES = 1_000_000
-KNOWN_KEYS = frozenset((*_STRING_KEYS, *_TABLE_KEYS, *_LIST_KEYS))
+#: the service's refresh-token rules, in days (see `lifecycle`)
+_DAYS_KEYS = ("refresh_token_idle_days", "refresh_token_max_days")
+KNOWN_KEYS = frozenset((*_STRING_KEYS, *_TABLE_KEYS, *_LIST_KEYS, *_DAYS_KEYS))
 
 
 def bundled_catalog_path() -> Path:
@@ -193,6 +195,12 @@ def _build(name: str, entry: dict[str, Any], origin: str) -> Service:
         value = entry.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise fail(f"{key!r} must be a list of strings")
+    for key in _DAYS_KEYS:
+        days = entry.get(key)
+        if days is not None and (
+            isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= 3650
+        ):
+            raise fail(f"{key!r} must be a number of days between 0 and 3650, not {days!r}")
     if not entry.get("title"):
         raise fail("missing key 'title'")
     if not entry.get("token_url") and not entry.get("issuer"):
@@ -259,7 +267,14 @@ def _build(name: str, entry: dict[str, Any], origin: str) -> Service:
         error_hints=dict(entry.get("error_hints", {})),
         headless_flow=Flow(headless) if headless else None,
         introspection_url=entry.get("introspection_url"),
+        refresh_token_idle_days=_days(entry.get("refresh_token_idle_days")),
+        refresh_token_max_days=_days(entry.get("refresh_token_max_days")),
     )
+
+
+def _days(value: object) -> float | None:
+    """A validated number of days (see `_build`), or None when the key is absent."""
+    return float(value) if isinstance(value, int | float) else None
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -370,6 +385,14 @@ def resolve_endpoints(
         token_url=token_url, issuer=issuer, issuer_pattern=pattern, iss_required=iss_required,
         **listed,
     )  # fmt: skip
+
+
+def resolve_issuer(service: Service, params: Mapping[str, str]) -> str | None:
+    """The service's issuer with its {placeholders} filled in (None: the service has none)."""
+    if not service.issuer:
+        return None
+    filled: str | None = _filler(service, params)(service.issuer)
+    return filled
 
 
 def well_known_urls(issuer: str) -> list[str]:

@@ -130,9 +130,11 @@ def render_token(
     scopes: Sequence[str],
     fmt: Format,
     user: str | None = None,
+    account: str | None = None,
 ) -> str:
-    """The text `oauthtok token` prints (without the newline). The SASL formats need `user`
-    (`sasl_user`); UsageError when it cannot be framed."""
+    """The text `oauthtok token` prints (without the newline); `account` is the stored account
+    (README, "JSON output"). The SASL formats need `user` (`sasl_user`); UsageError when it
+    cannot be framed."""
     if fmt in SASL_FORMATS:
         from oauthtok import sasl
         from oauthtok.errors import UsageError
@@ -152,6 +154,7 @@ def render_token(
                 "token_type": kind,
                 "expires_at": None if expires_at is None else int(expires_at),
                 "scopes": list(scopes),
+                "account": account,
             }
         )
     return access_token

@@ -103,11 +103,7 @@ def cached_token(parsed: TokenArgs) -> str | None:
     if found is None:
         raise LookupError("no such name")  # the full path says so, with its wording
     token_id = found[1]
-    if not layout.fast_read_allowed():
-        raise LookupError("the secret store is not one the fast path reads")
-    from oauthtok.freedesktop import read_secret
-
-    raw = read_secret(contract.SECRET_NAMESPACE, token_id)
+    raw = _read_secret(data_dir, token_id)
     if raw is None or not raw.startswith("{"):
         raise LookupError("no plain secret entry")
     import json
@@ -120,15 +116,54 @@ def cached_token(parsed: TokenArgs) -> str | None:
     if record.get("needs_reauth"):
         return None  # the full path hands it out with a warning
     scopes = contract.shown_scopes(record.get("granted_scopes"), record.get("scopes") or [])
+    account = record.get("account")
+    if account is not None and not isinstance(account, str):
+        raise LookupError("the stored account is not a string")
     user = parsed.user
     if parsed.fmt in contract.SASL_FORMATS:
-        # the account from the metadata when it names one (issue 11's `account`), else the
-        # token's own claims: the same rule as `handout.token_text`
-        account = None if user is not None else record.get("account")
+        # the stored account, else the token's own claims: the same rule as `handout`
         user = contract.sasl_user(user, account, secret["access_token"], secret.get("id_token"))
     return contract.render_token(
-        secret["access_token"], secret.get("token_type"), expires_at, scopes, parsed.fmt, user
+        secret["access_token"],
+        secret.get("token_type"),
+        expires_at,
+        scopes,
+        parsed.fmt,
+        user,
+        account,
     )
+
+
+def _chosen_store() -> tuple[str, bool]:
+    """(backend, encrypted) as config.toml and OAUTHTOK_STORE choose them (an invalid config
+    raises, and the full path reports it). Without either, the common case, the default is
+    known without importing `config` (typing alone costs ~10 ms here)."""
+    if not os.environ.get("OAUTHTOK_STORE", "").strip() and not os.path.exists(
+        os.path.join(paths.config_dir(), "config.toml")
+    ):
+        return "keyring", False
+    from oauthtok import config
+
+    store = config.load_config().store
+    return store.backend, store.key_command is not None
+
+
+def _read_secret(data_dir: str, token_id: str) -> str | None:
+    """One read of the chosen secret store."""
+    backend, encrypted = _chosen_store()
+    if backend == "file":
+        from oauthtok import filestore
+
+        if encrypted:  # the key command is the full path's business
+            raise LookupError("the file store is encrypted")
+        if not filestore.folders_safe(data_dir):
+            raise LookupError("the file store's folders need the full path's checks")
+        return filestore.read_plain(data_dir, token_id)
+    if not layout.fast_read_allowed():
+        raise LookupError("the secret store is not one the fast path reads")
+    from oauthtok.freedesktop import read_secret
+
+    return read_secret(contract.SECRET_NAMESPACE, token_id)
 
 
 def run(args: list[str]) -> int | None:

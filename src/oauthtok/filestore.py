@@ -123,6 +123,17 @@ def read_plain(data_dir: str, key: str) -> str | None:
     return value
 
 
+def folders_safe(data_dir: str) -> bool:
+    """For the `token` fast path: the data folder and the secrets folder pass the checks the
+    full store makes (`FileStore._ready`); stdlib only. False means "ask the full path"."""
+    try:
+        return _unsafe(data_dir, os.lstat(data_dir), True, private=False) is None and (
+            _unsafe(secrets_dir(data_dir), os.lstat(secrets_dir(data_dir)), True) is None
+        )
+    except OSError:
+        return False
+
+
 # -- the key ----------------------------------------------------------------------------------
 
 
@@ -473,6 +484,12 @@ class FileStore:
     def get(self, key: str) -> str | None:
         entry = self._load(key)
         return None if entry is None else self._value(key, entry, allow_plain=False)
+
+    def read_any(self, key: str) -> str | None:
+        """Like `get`, but a plain entry is read even when a key command is set (for
+        `migrate`, which moves or encrypts such entries)."""
+        entry = self._load(key)
+        return None if entry is None else self._value(key, entry, allow_plain=True)
 
     def keys(self) -> list[str]:
         """Every stored key (for `migrate --all` and `status`), sorted."""

@@ -13,19 +13,35 @@ from oauthtok import contract
 from oauthtok.errors import report
 
 if TYPE_CHECKING:
-    from oauthtok.models import TokenRecord
+    pass
 
 
 def token_text(name: str, fmt: contract.Format, min_valid: float, user: str | None = None) -> str:
     """The rendered token, refreshed first when it expires within `min_valid` seconds. The
-    SASL formats name `user`, else the token's account (`contract.sasl_user`)."""
+    SASL formats name `user`, else the token's account (`contract.sasl_user`).
+
+    A renewal that fails raises its notification (`[notify]`) before the error is reported.
+    """
+    from oauthtok import alerts
+    from oauthtok.errors import OauthtokError, command, say
     from oauthtok.manager import TokenManager
 
     contract.check_user_option(fmt, user)
-    outcome = TokenManager().valid_token(name, min_valid=min_valid)
+    manager = TokenManager()
+    try:
+        outcome = manager.valid_token(name, min_valid=min_valid)
+    except OauthtokError as exc:
+        try:
+            record = manager.store.find(name)
+        except OauthtokError:
+            record = None
+        warning = alerts.after_failure(record, exc)
+        if warning:
+            say(f"oauthtok: warning: {warning}")
+        raise
     record, tokens = outcome.record, outcome.tokens
-    from oauthtok.errors import command, say
-
+    if outcome.refreshed:
+        alerts.after_success(record)
     if outcome.warning:
         say(f"oauthtok: warning: {outcome.warning}")
     if record.needs_reauth:
@@ -37,18 +53,16 @@ def token_text(name: str, fmt: contract.Format, min_valid: float, user: str | No
         )
     scopes = contract.shown_scopes(record.granted_scopes, record.scopes)
     if fmt in contract.SASL_FORMATS:
-        user = contract.sasl_user(user, account_of(record), tokens.access_token, tokens.id_token)
+        user = contract.sasl_user(user, record.account, tokens.access_token, tokens.id_token)
     return contract.render_token(
-        tokens.access_token, tokens.token_type, tokens.expires_at, scopes, fmt, user
+        tokens.access_token,
+        tokens.token_type,
+        tokens.expires_at,
+        scopes,
+        fmt,
+        user,
+        record.account,
     )
-
-
-def account_of(record: TokenRecord) -> str | None:
-    """The account a token belongs to, as its metadata records it. Issue 11 adds
-    `TokenRecord.account`: until it lands this is None and the token's own claims decide;
-    then `getattr` becomes `record.account` (the fast path already reads the same key)."""
-    account: str | None = getattr(record, "account", None)
-    return account
 
 
 def main(name: str, fmt: contract.Format, min_valid: float, user: str | None = None) -> int:

@@ -225,7 +225,6 @@ def login_test(
     Returns when the login works; AuthorizationFailed (5) when the server refuses the token,
     ProviderError (6) when it cannot be reached, UsageError (2) for a bad target."""
     from oauthtok import logintest
-    from oauthtok.handout import account_of
 
     targets = [t for t in (imap, smtp, url) if t is not None]
     if len(targets) != 1:
@@ -245,7 +244,7 @@ def login_test(
         assert url is not None
         logintest.test_http(url, token, report=report, deadline=deadline)
         return
-    login = contract.sasl_user(user, account_of(outcome.record), token, outcome.tokens.id_token)
+    login = contract.sasl_user(user, outcome.record.account, token, outcome.tokens.id_token)
     run = logintest.test_imap if protocol == "imap" else logintest.test_smtp
     run(*target, login, token, tls_mode=tls_mode, mechanism=mechanism, report=report,
         deadline=deadline)  # fmt: skip

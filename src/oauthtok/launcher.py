@@ -4,6 +4,9 @@
 refresh use case without the CLI), and so do the read-only `list`, `show`, `services` and
 `show-help`. Everything else, and anything `fastpath` declines (help, usage errors,
 `OAUTHTOK_NO_FAST_PATH=1`), is the Typer application in `oauthtok.cli`.
+
+First of all, where DBUS_SESSION_BUS_ADDRESS is unset (cron, systemd services, SSH), the user's
+session bus is looked for at $XDG_RUNTIME_DIR/bus and /run/user/UID/bus (`sessionbus`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ import sys
 
 def main() -> None:
     try:
+        if sys.platform.startswith("linux"):
+            from oauthtok.sessionbus import ensure_session_bus
+
+            ensure_session_bus()  # cron, systemd, SSH: find the user's bus, for both paths
         code = _early(sys.argv[1:])
         if code is not None:
             sys.stdout.flush()

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from oauthtok import contract, oauth, scopes
+from oauthtok import contract, grants, oauth, scopes
+from oauthtok.account import account_of, from_id_token
 from oauthtok.errors import (
     AuthorizationFailed,
     OauthtokError,
@@ -214,6 +215,16 @@ def _hint(service: Service | None, exc: oauth.OAuthError, auth: TokenAuth, name:
     return ""
 
 
+def _issuer(service: Service, params: dict[str, str]) -> str | None:
+    """The service's issuer, for finding its userinfo endpoint (None: it has none)."""
+    try:
+        from oauthtok.catalog import resolve_issuer
+
+        return resolve_issuer(service, params)
+    except OauthtokError:
+        return None
+
+
 def _catalog_service(name: str) -> Service | None:
     """The catalog entry a stored token came from, for wording only (never required)."""
     try:
@@ -302,6 +313,10 @@ class TokenManager:
         self.store = store or TokenStore()
         self._http_client = http_client
 
+    def http_client(self) -> httpx.Client:
+        """A new HTTP client (close it), as this manager makes them."""
+        return self._http_client()
+
     # -- signing in -------------------------------------------------------------------------
     def check_new_name(self, name: str) -> None:
         """Refuse a bad or taken name before any browser opens."""
@@ -349,6 +364,7 @@ class TokenManager:
                 new.service.authorize_params, ui, timeout, new.service, new.name,
             )  # fmt: skip
             now = time.time()
+            issuer = _issuer(new.service, params)
             record = TokenRecord(
                 id=new_token_id(),
                 name=new.name,
@@ -369,6 +385,8 @@ class TokenManager:
                 flow=flow,
                 expiry_note=grant.expiry_note,
                 secret_expires_at=credential_expiry(new.certificate, new.secret_expires_at),
+                account=account_of(client, grant, new.scopes, issuer),
+                **grants.after_grant(grant, now),
             )
             tokens = grant.tokens
             if new.certificate is not None:
@@ -410,24 +428,19 @@ class TokenManager:
         the client's credential (and switches it to private_key_jwt); `secret_expires_at`
         records when the credential expires (a new certificate's notAfter by default)."""
         record = self.store.get(name)
-        secret = client_secret
-        new_certificate = certificate
         method = TokenAuth.PRIVATE_KEY_JWT if certificate is not None else record.token_auth
         if method == TokenAuth.PRIVATE_KEY_JWT:
-            if secret is not None:
+            if client_secret is not None:
                 raise UsageError(f"{record.name!r} authenticates with a certificate, not a "
                                  "secret: give --client-certificate FILE")  # fmt: skip
-            certificate = certificate or self._stored_certificate(record)
-        elif secret is None and record.token_auth != TokenAuth.NONE:
-            try:
-                secret = self.store.read_tokens(record).client_secret
-            except ReauthorizationRequired:
-                secret = None
-            if not secret:
-                raise UsageError(
-                    f"the client secret of {record.name!r} is not in the keyring; give it with "
-                    "--client-secret-stdin or OAUTHTOK_CLIENT_SECRET"
-                )
+            secret = None
+            new_certificate, certificate = (
+                certificate,
+                certificate or self.stored_client_certificate(record),
+            )
+        else:
+            secret = self.client_secret_for(record, client_secret)
+            new_certificate = None
         asked = record.scopes if new_scopes is None else new_scopes
         if not asked:
             raise UsageError("no scopes left to ask for")
@@ -446,29 +459,76 @@ class TokenManager:
                 client, chosen, record.endpoints, auth, asked, record.redirect_uri,
                 record.authorize_params, ui, timeout, service, record.name,
             )  # fmt: skip
+            return self.save_consent(
+                client, record, grant, secret, asked, service, chosen, method=method,
+                certificate=certificate,
+                secret_expires_at=credential_expiry(new_certificate, secret_expires_at),
+            )  # fmt: skip
+
+    def client_secret_for(self, record: TokenRecord, given: str | None) -> str | None:
+        """The client secret for a new consent: `given`, else the stored one (None for a
+        public client or a certificate). UsageError when a confidential client's secret is
+        nowhere."""
+        secret = given
+        if secret is None and record.token_auth not in (TokenAuth.NONE, TokenAuth.PRIVATE_KEY_JWT):
+            try:
+                secret = self.store.read_tokens(record).client_secret
+            except ReauthorizationRequired:
+                secret = None
+            if not secret:
+                raise UsageError(
+                    f"the client secret of {record.name!r} is not in the secret store; give it "
+                    "with --client-secret-stdin or OAUTHTOK_CLIENT_SECRET"
+                )
+        return secret
+
+    def save_consent(
+        self,
+        client: httpx.Client,
+        record: TokenRecord,
+        grant: oauth.Grant,
+        secret: str | None,
+        asked: tuple[str, ...],
+        service: Service | None,
+        flow: Flow,
+        *,
+        method: TokenAuth | None = None,
+        certificate: ClientCertificate | None = None,
+        secret_expires_at: int | None = None,
+    ) -> TokenRecord:
+        """Store the tokens of a new consent for an existing token (reauthorize, in the
+        foreground or by the background device wait). `method` and `certificate` change the
+        client's credential; `secret_expires_at` records when it expires."""
         tokens = grant.tokens
         if tokens.client_secret is None and secret is not None:
             tokens = tokens.evolve(client_secret=secret)
-        if certificate is not None:
-            tokens = tokens.evolve(client_certificate=certificate.to_secret())
-        expires = credential_expiry(new_certificate, secret_expires_at)
+        method = method or record.token_auth
+        if method == TokenAuth.PRIVATE_KEY_JWT:  # the key stays with the secrets
+            kept = certificate or self.stored_client_certificate(record)
+            tokens = tokens.evolve(client_certificate=kept.to_secret(), client_secret=None)
+        now = time.time()
+        issuer = _issuer(service, record.params) if service else None
+        account = account_of(client, grant, asked, issuer) or record.account
         return self.store.save_tokens(
             record,
             tokens,
             scopes=asked,
             granted_scopes=grant.scopes,
             missing_scopes=self._missing(service, asked, grant),
-            refreshed_at=time.time(),
+            refreshed_at=now,
             expires_at=tokens.expires_at,
             has_refresh_token=tokens.refresh_token is not None,
-            needs_reauth=False,
-            flow=chosen,
+            flow=flow,
+            account=account,
             expiry_note=grant.expiry_note,
             token_auth=method,
-            secret_expires_at=record.secret_expires_at if expires is None else expires,
+            secret_expires_at=record.secret_expires_at
+            if secret_expires_at is None
+            else secret_expires_at,
+            **grants.after_grant(grant, now),  # needs_reauth=False, no last error
         )
 
-    def _stored_certificate(self, record: TokenRecord) -> ClientCertificate:
+    def stored_client_certificate(self, record: TokenRecord) -> ClientCertificate:
         """The key and certificate kept with a private_key_jwt token's secrets."""
         try:
             certificate = stored_certificate(record, self.store.read_tokens(record))
@@ -593,10 +653,11 @@ class TokenManager:
                     grant = self._renew(client, record, tokens, auth)
             except oauth.OAuthError as exc:
                 error = renewal_failure(exc, record, _catalog_service(record.service))
-                if isinstance(error, ReauthorizationRequired):
-                    self.store.update(record, needs_reauth=True)
+                permanent = isinstance(error, ReauthorizationRequired)
+                self._note_failure(record, exc, permanent=permanent)
                 raise error from None
             except ProviderError as exc:
+                self._note_failure(record, exc, permanent=False)
                 raise ProviderError(
                     f"cannot renew {record.name!r}: {exc}; retry later (nothing was changed)"
                 ) from None
@@ -607,15 +668,17 @@ class TokenManager:
                 id_token=grant.tokens.id_token or tokens.id_token,
                 client_certificate=tokens.client_certificate,
             )
+            now = time.time()
             record = self.store.save_tokens(
                 record,
                 new,
                 expires_at=new.expires_at,
-                refreshed_at=time.time(),
+                refreshed_at=now,
                 has_refresh_token=new.refresh_token is not None,
-                needs_reauth=False,
                 granted_scopes=grant.scopes or record.granted_scopes,
                 expiry_note=grant.expiry_note,
+                account=from_id_token(grant.tokens.id_token) or record.account,
+                **grants.after_refresh(grant, now, record),  # needs_reauth=False, no last error
             )
             warning = None
             still_due = contract.is_due(new.expires_at, min_valid, time.time())
@@ -627,6 +690,16 @@ class TokenManager:
                 )
                 record = self.store.update(record, min_valid_warned=min_valid)
             return RefreshOutcome(record, new, refreshed=True, warning=warning)
+
+    def _note_failure(self, record: TokenRecord, exc: Exception, *, permanent: bool) -> None:
+        """Keep the reason of a failed renewal for `status` (and, when the grant was
+        rejected, mark the token); the failure itself is what the caller reports."""
+        changes = grants.after_failure(str(exc), time.time(), permanent=permanent)
+        if permanent:
+            self.store.update(record, **changes)
+            return
+        with contextlib.suppress(OauthtokError):  # the provider's failure is the news
+            self.store.update(record, **changes)
 
     def _renew(
         self,

@@ -78,6 +78,10 @@ class Service:
     endpoint_overrides: dict[str, str] = field(default_factory=dict)
     #: RFC 7662 token introspection (`inspect --remote`)
     introspection_url: str | None = None
+    #: the refresh token lapses when unused this long (Microsoft: 90); see `lifecycle`
+    refresh_token_idle_days: float | None = None
+    #: the grant ends this long after consent (Google apps in "Testing": 7); see `lifecycle`
+    refresh_token_max_days: float | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,20 @@ class TokenRecord:
     #: when the client secret or certificate expires (Unix time): `--secret-expires`, or the
     #: certificate's notAfter
     secret_expires_at: int | None = None
+    # -- the life of the grant (issue 11; records written before have the defaults) ----------
+    #: who the provider says the token belongs to (id_token or userinfo), when it says
+    account: str | None = None
+    #: when the person last consented (create, reauthorize)
+    obtained_at: float | None = None
+    #: when the refresh token was last used successfully
+    refresh_used_at: float | None = None
+    #: when the provider last issued a new refresh token
+    refresh_rotated_at: float | None = None
+    #: the provider's own end of the refresh token (`refresh_token_expires_in`), when it said
+    refresh_expires_at: float | None = None
+    #: the last failed renewal, one line, and when
+    last_error: str | None = None
+    last_error_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -191,12 +209,14 @@ class TokenSet:
 # -- the public JSON shapes (README, "JSON output") ---------------------------------------------
 
 
-def record_json(record: TokenRecord, now: float) -> dict[str, Any]:
-    """`show --json`, and each element of `list --json`."""
+def record_json(record: TokenRecord, now: float, lapses_at: float | None = None) -> dict[str, Any]:
+    """`show --json`, and each element of `list --json`; `lapses_at` is the predicted end of
+    the grant (`lifecycle.lapses_at`)."""
     data = record.to_json()
     data.pop("min_valid_warned", None)  # internal
     data["status"] = str(record.status(now))
     data["expires_in"] = None if record.expires_at is None else int(record.expires_at - now)
+    data["lapses_at"] = None if lapses_at is None else int(lapses_at)
     return data
 
 

@@ -13,7 +13,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -116,6 +116,8 @@ class Grant:
     tokens: TokenSet
     scopes: tuple[str, ...] | None
     expiry_note: str | None = None
+    #: the response's other fields, never a token (e.g. `refresh_token_expires_in`)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -424,7 +426,12 @@ def grant_from(body: dict[str, Any], client_secret: str | None) -> Grant:
         id_token=checked.id_token,
     )
     # GitHub separates granted scopes with commas, everyone else with spaces
-    return Grant(tokens, checked.scopes, checked.lifetime.note)
+    extra = {k: v for k, v in body.items() if k not in _SECRET_FIELDS}
+    return Grant(tokens, checked.scopes, checked.lifetime.note, extra)
+
+
+#: the fields of a token response that are secrets (kept out of `Grant.extra`)
+_SECRET_FIELDS = frozenset({"access_token", "refresh_token", "id_token"})
 
 
 def import_httpx() -> None:

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from oauthtok import layout, paths
 from oauthtok.errors import ReauthorizationRequired, StoreError, TokenNotFound, UsageError, command
 from oauthtok.models import TokenRecord, TokenSet
-from oauthtok.secretstore import SecretStore
+from oauthtok.stores import check as check_secrets
+from oauthtok.stores import open_secrets
 
 if TYPE_CHECKING:
     from filelock import FileLock
@@ -122,8 +123,9 @@ def atomic_write(path: str, data: bytes) -> None:
 
 class TokenStore:
     def __init__(self, secrets: KeyedSecrets | None = None, data_dir: str | None = None) -> None:
-        self.secrets: KeyedSecrets = secrets or SecretStore()
         self.data_dir = data_dir or paths.data_dir()
+        # the chosen store (config.toml, OAUTHTOK_STORE): the keyring unless the file store
+        self.secrets: KeyedSecrets = secrets or open_secrets(self.data_dir)
         self.names_path = layout.names_path(self.data_dir)
         self._checked = False
 
@@ -137,11 +139,7 @@ class TokenStore:
                 f"cannot use the data folder {self.data_dir} ({exc.strerror or exc}); check that "
                 "it is yours and writable (OAUTHTOK_DATA_DIR moves it)"
             ) from None
-        check = getattr(self.secrets, "check", None)
-        if check is not None:
-            check()
-        else:
-            self.secrets.get("availability-check")
+        check_secrets(self.secrets)  # the keyring answers; the file store's key command too
 
     def _check_folder(self) -> None:
         """The data folder and its index must be ours (once per process)."""
@@ -266,14 +264,15 @@ class TokenStore:
         raw = self.secrets.get(record.id)
         if raw is None:
             raise ReauthorizationRequired(
-                f"the keyring holds no secrets for token {record.name!r} (keyring reset?); "
+                f"the secret store holds no secrets for token {record.name!r} (keyring reset, "
+                "or another store chosen?); "
                 f"run `{command('reauthorize', record.name)}`"
             )
         try:
             return TokenSet.loads(raw)
         except (ValueError, TypeError):
             raise StoreError(
-                f"the keyring entry of token {record.name!r} is corrupt; "
+                f"the secret store entry of token {record.name!r} is corrupt; "
                 f"run `{command('reauthorize', record.name)}`"
             ) from None
 

@@ -70,6 +70,9 @@ def main_options(
 
 # the commands register themselves on `app`
 from oauthtok.cli import signin, handout_cmds, manage, catalog_cmds  # noqa: E402, I001
-from oauthtok.cli import kit_cmds  # noqa: E402
+from oauthtok.cli import kit_cmds, status_cmds, schedule_cmds, transfer_cmds, background_cmds  # noqa: E402
 
-__all__ = ["app", "catalog_cmds", "handout_cmds", "kit_cmds", "manage", "signin"]
+__all__ = [
+    "app", "background_cmds", "catalog_cmds", "handout_cmds", "kit_cmds", "manage",
+    "schedule_cmds", "signin", "status_cmds", "transfer_cmds",
+]  # fmt: skip

@@ -44,10 +44,23 @@ def refresh_command(
     all_tokens: Annotated[bool, typer.Option("--all", help="Every stored token.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Refresh even if still valid.")] = False,
     min_valid: MinValid = contract.DEFAULT_MIN_VALID,
-) -> None:
+    idle_for: Annotated[
+        str | None,
+        typer.Option(
+            "--idle-for", metavar="DURATION",
+            help="Keep-alive: refresh only grants whose refresh token has not been used for "
+            "DURATION (e.g. 12h, 30d, 1w), and those even when still valid.",
+        ),
+    ] = None,
+) -> None:  # fmt: skip
     """Refresh tokens now.
 
-    A line for each token refreshed or failed, one summary line for the rest."""
+    A line for each token refreshed or failed, one summary line for the rest. With --idle-for,
+    only grants idle for longer than DURATION (a keep-alive)."""
+    import time
+
+    from oauthtok import alerts
+    from oauthtok.durations import format_duration, parse_duration
     from oauthtok.errors import UsageError
     from oauthtok.manager import TokenManager
 
@@ -55,17 +68,38 @@ def refresh_command(
         raise UsageError("name the tokens to refresh, or give --all, not both")
     if not all_tokens and not names:
         raise UsageError("name the tokens to refresh, or give --all")
+    manager = TokenManager()
+    chosen = list(names or [])
+    if idle_for is not None:
+        from oauthtok.keepalive import plan
+
+        idle = parse_duration(idle_for, what="--idle-for")
+        records = [manager.store.get(n) for n in chosen] if chosen else manager.store.records()
+        todo = plan(records, idle, time.time())
+        for record, why in todo.skipped:
+            print(f"{record.name}: {why}; not refreshed")
+        if todo.recent:
+            who = todo.recent[0].name if len(todo.recent) == 1 else f"{len(todo.recent)} tokens"
+            print(f"{who}: used within {format_duration(idle)}; nothing to do")
+        chosen = [r.name for r in todo.idle]
+        force = True  # an idle grant is refreshed to use it, however long its token is valid
+        if not chosen:
+            return
     first_error = None
     still_valid: list[str] = []
-    for report in TokenManager().refresh_many(names or [], force=force, min_valid=min_valid):
+    for report in manager.refresh_many(chosen, force=force, min_valid=min_valid):
         name = report.record.name
         if report.skipped:
             print(f"{name}: does not expire and has no refresh token; nothing to do")
         elif report.error is not None:
             say(f"{name}: error: {report.error}")
+            warning = alerts.after_failure(report.record, report.error)
+            if warning:
+                say(f"warning: {warning}")
             first_error = first_error or report.error
         elif report.outcome is not None and report.outcome.refreshed:
             print(f"{name}: refreshed, {describe_validity(report.outcome.record)}")
+            alerts.after_success(report.outcome.record)
         else:
             still_valid.append(name)
     if still_valid:

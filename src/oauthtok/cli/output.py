@@ -58,6 +58,13 @@ def expires_in(record: TokenRecord, now: float) -> str:
     return humanize_seconds(left) if left > 0 else "expired"
 
 
+def lapses_in(at: float | None, now: float) -> str:
+    """A predicted lapse for a table: "-" (none predicted), "lapsed", or the time left."""
+    if at is None:
+        return "-"
+    return humanize_seconds(at - now) if at > now else "lapsed"
+
+
 def when(ts: float | None) -> str:
     return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(ts))
 

@@ -178,6 +178,25 @@ def ask_params(service: Service, params: dict[str, str]) -> dict[str, str]:
     return params
 
 
+def ask_testing(service: Service, params: dict[str, str]) -> dict[str, str]:
+    """Where the catalog limits a grant's life only for apps in "Testing" (Google: 7 days),
+    ask on a terminal whether this app is, unless `--param testing=…` said so."""
+    from oauthtok.lifecycle import TESTING_PARAM
+
+    days = service.refresh_token_max_days
+    if days is None or TESTING_PARAM not in service.params or TESTING_PARAM in params:
+        return params
+    if not output.can_prompt():
+        return params  # the catalog's default
+    testing = typer.confirm(
+        f'Is the app in "Testing" ({service.name} ends such grants {days:g} days after '
+        f"consent)? (--param {TESTING_PARAM}=yes|no)",
+        default=False,
+        err=True,
+    )
+    return {**params, TESTING_PARAM: "yes" if testing else "no"}
+
+
 def choose_scopes(service: Service) -> tuple[str, ...]:
     from rich.markup import escape
     from rich.table import Table
@@ -316,6 +335,41 @@ def run_sign_in(action: Callable[[ConsoleSignIn], Any], ui: ConsoleSignIn, uncha
         ui.stop()
 
 
+def reauthorize_in_background(
+    manager: TokenManager, name: str, secret: str | None, new_scopes: tuple[str, ...] | None
+) -> None:
+    import time
+
+    from oauthtok.deviceauth import start
+
+    pending = start(manager, name, secret, new_scopes)
+    device = pending.device
+    until = time.strftime("%H:%M", time.localtime(pending.expires_at))
+    complete = device.verification_uri_complete
+    also = f" (or open {complete})" if complete else ""
+    say(
+        f"To reauthorize {pending.record.name!r}, open {device.verification_uri} and enter the "
+        f"code {device.user_code}{also}."
+    )
+    if pending.warning:
+        say(f"warning: {pending.warning}")
+    else:
+        say("The notify command was given the code.")
+    say(
+        f"A background process (pid {pending.pid}) waits for the approval until {until} and "
+        "then stores the new tokens; a denial or an expired code is notified."
+    )
+
+
+def announce_store(manager: TokenManager) -> None:
+    """The file store is a choice with consequences: say once where the secrets go and what
+    protects them (the keyring, the default, goes without saying)."""
+    from oauthtok.stores import FILE, describe, kind_of
+
+    if kind_of(manager.store.secrets) == FILE:
+        say(f"Secrets go to the {describe(manager.store.secrets)}.")
+
+
 # -- the commands ------------------------------------------------------------------------------
 
 
@@ -367,10 +421,11 @@ def create_command(
     manager = TokenManager()
     try:
         manager.store.check_available()  # before anything is asked or opened
+        announce_store(manager)
         new_name = choose_name(manager, name)
         entry = get_service(service, load_catalog()) if service else choose_service()
         given = parse_params(param or [])
-        params = ask_params(entry, cloud_params(entry, given))
+        params = ask_testing(entry, ask_params(entry, cloud_params(entry, given)))
         new_client_id = client_id if client_id is not None else ask("client id")
         if not public and secret is None and certificate is None:
             secret = prompt_secret(allow_public=chosen_flow != Flow.CLIENT_CREDENTIALS)
@@ -418,13 +473,24 @@ def reauthorize_command(
     flow: FlowOption = None,
     client_certificate: ClientCertificate = None,
     secret_expires: SecretExpires = None,
+    notify: Annotated[
+        bool,
+        typer.Option(
+            "--notify",
+            help="With --flow device: send the code through the [notify] command and return at "
+            "once; a background process waits for the approval and stores the new tokens.",
+        ),
+    ] = False,
 ) -> None:
     """Sign in again and replace the tokens.
 
     The stored service, client and flow are used again. --scopes replaces the scopes,
     --add-scope/--remove-scope change them; the old tokens stay until the new consent succeeds.
     --client-certificate replaces the client's credential with a key and certificate;
-    --secret-expires records when the client secret expires.
+    --secret-expires records when the client secret expires. With --flow device --notify nobody
+    needs to be at this terminal: the code goes to the notify command (a phone), and the sign-in
+    finishes in the background (a denial or an expired code notifies reauthorization-needed
+    again).
     """
     from oauthtok.manager import TokenManager, browser_available
     from oauthtok.scopes import split_scopes
@@ -450,6 +516,16 @@ def reauthorize_command(
     secret = read_client_secret(client_secret_stdin)
     if with_key:
         secret = None  # a secret in OAUTHTOK_CLIENT_SECRET is not used (and not passed on)
+    if notify:
+        if (flow or record.flow) != Flow.DEVICE:
+            raise UsageError("--notify works with --flow device (a code approved elsewhere)")
+        if certificate is not None or expires is not None:
+            raise UsageError(
+                "--notify keeps the client's credential: change it (--client-certificate, "
+                "--secret-expires) in a reauthorize at a terminal"
+            )
+        reauthorize_in_background(manager, record.name, secret, new_scopes)
+        return
     outcome = run_sign_in(
         lambda ui: manager.reauthorize(
             record.name, ui, timeout=timeout, client_secret=secret, flow=flow,
@@ -460,5 +536,14 @@ def reauthorize_command(
         f"the stored tokens of {record.name!r} are unchanged",
     )  # fmt: skip
     say(f"Reauthorized {outcome.name!r} ({describe_validity(outcome)}).")
+    if (
+        record.account
+        and outcome.account
+        and record.account.casefold() != outcome.account.casefold()
+    ):
+        say(
+            f"warning: {outcome.name!r} now belongs to {outcome.account!r}, no longer to "
+            f"{record.account!r}: the sign-in used another account"
+        )
     if outcome.missing_scopes:
         say(f"warning: the provider did not grant: {' '.join(outcome.missing_scopes)}")

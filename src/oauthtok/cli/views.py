@@ -8,20 +8,31 @@ from __future__ import annotations
 
 import time
 
-from oauthtok.cli.output import console, emit_json, expires_in, is_tty, print_table, say, when
+from oauthtok.cli.output import (
+    console,
+    emit_json,
+    expires_in,
+    is_tty,
+    lapses_in,
+    print_table,
+    say,
+    when,
+)
 from oauthtok.sanitize import terminal_block, terminal_text
 
 
 def list_view(as_json: bool) -> None:
     """Every token's metadata (never the secret store)."""
     from oauthtok.contract import shown_scopes
+    from oauthtok.grants import catalog_or_none, lapses_at
     from oauthtok.models import record_json
     from oauthtok.store import TokenStore
 
     records = TokenStore().records()
     now = time.time()
+    catalog = catalog_or_none() if records else None
     if as_json:
-        emit_json([record_json(r, now) for r in records])
+        emit_json([record_json(r, now, lapses_at(r, catalog)) for r in records])
         return
     if not records:
         say("No tokens yet. Create one with `oauthtok create NAME --service SERVICE`.")
@@ -30,15 +41,20 @@ def list_view(as_json: bool) -> None:
         [
             r.name,
             r.service,
+            r.account or "-",
             " ".join(shown_scopes(r.granted_scopes, r.scopes)),
             r.client_id,
             expires_in(r, now),
+            lapses_in(lapses_at(r, catalog), now),
             str(r.status(now)),
             day(r.secret_expires_at),
         ]
         for r in records
     ]
-    columns = ["NAME", "SERVICE", "SCOPES", "CLIENT ID", "EXPIRES IN", "STATUS", "SECRET EXPIRES"]
+    columns = [
+        "NAME", "SERVICE", "ACCOUNT", "SCOPES", "CLIENT ID", "EXPIRES IN", "LAPSES IN", "STATUS",
+        "SECRET EXPIRES",
+    ]  # fmt: skip
     print_table(columns, rows, keep=["NAME"])
 
 
@@ -49,18 +65,26 @@ def day(ts: float | None) -> str:
 
 def show_view(name: str, as_json: bool) -> None:
     """Everything about one token except its secrets."""
+    from oauthtok.grants import catalog_or_none, lapse_of
     from oauthtok.models import TokenAuth, record_json
     from oauthtok.store import TokenStore
 
     record = TokenStore().get(name)
     now = time.time()
-    data = record_json(record, now)
+    lapse = lapse_of(record, catalog_or_none())
+    data = record_json(record, now, lapse.at)
     if as_json:
         emit_json(data)
         return
+    if lapse.at is None:
+        lapses = f"- ({lapse.reason})"
+    else:
+        lapses = f"{when(lapse.at)} ({lapses_in(lapse.at, now)}: {lapse.reason})"
+    last_error = f"{when(record.last_error_at)}: {record.last_error}" if record.last_error else "-"
     rows = [
         ("name", record.name),
         ("service", record.service),
+        ("account", record.account or "(not reported)"),
         ("status", data["status"]),
         ("client id", record.client_id),
         (
@@ -79,10 +103,15 @@ def show_view(name: str, as_json: bool) -> None:
         ("redirect uri", record.redirect_uri),
         ("refresh token", "yes" if record.has_refresh_token else "no"),
         ("created", when(record.created_at)),
+        ("consented", when(record.obtained_at)),
         ("refreshed", when(record.refreshed_at)),
+        ("refresh token used", when(record.refresh_used_at)),
+        ("refresh token rotated", when(record.refresh_rotated_at)),
         ("expires", f"{when(record.expires_at)} ({expires_in(record, now)})"),
         ("expiry note", terminal_text(record.expiry_note) if record.expiry_note else "-"),
         ("secret expires", day(record.secret_expires_at)),
+        ("lapses", lapses),
+        ("last error", last_error),
         ("id", record.id),
     ]
     width = max(len(k) for k, _ in rows)

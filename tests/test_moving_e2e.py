@@ -1,0 +1,166 @@
+"""Moving grants, end to end: `migrate` between the keyring and the file store, and `export` on
+a desktop / `import` on a server (two data folders, two stores), with the real program, the
+real Secret Service and the Authlib server."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyrage  # type: ignore[import-untyped]
+import pytest
+
+from tests.helpers import run_oauthtok
+from tests.test_e2e import keyring_items
+
+pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
+
+SECRET = "moving-secret"
+KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+
+def create(server: Any, name: str = "gmail", env: dict[str, str] | None = None) -> None:
+    server.knobs.id_token_claims = {"sub": "7", "email": "me@example.com"}
+    server.add_client(f"client-{name}", SECRET, "client_secret_basic")
+    result = run_oauthtok(
+        "create", name, "--service", "testidp", "--client-id", f"client-{name}",
+        "--scopes", "openid offline_access mail.read", "--client-secret-stdin",
+        input=SECRET + "\n", env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def data_dir() -> Path:
+    return Path(os.environ["XDG_DATA_HOME"]) / "oauthtok"
+
+
+def secret_files() -> list[str]:
+    folder = data_dir() / "secrets"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.fixture
+def identity(tmp_path: Path) -> tuple[str, Path]:
+    key = pyrage.x25519.Identity.generate()
+    path = tmp_path / "server.agekey"
+    path.write_text(f"# public key: {key.to_public()}\n{key}\n")
+    return str(key.to_public()), path
+
+
+# -- migrate ----------------------------------------------------------------------------------
+
+
+def test_migrate_to_the_file_store_and_back(auth_server: Any) -> None:
+    create(auth_server, "a")
+    create(auth_server, "b")
+    before = keyring_items()
+    moved = run_oauthtok("migrate", "--to", "file", "--all")
+    assert moved.returncode == 0, moved.stderr
+    assert moved.stdout.splitlines() == ["a: moved to the file store", "b: moved to the file store"]
+    assert "note: oauthtok still uses the keyring; set [store] backend" in moved.stderr
+    assert len(keyring_items()) == len(before) - 2 and len(secret_files()) == 2
+    assert run_oauthtok("token", "a").returncode == 4  # the keyring no longer has it
+    on_file = {"OAUTHTOK_STORE": "file"}
+    assert run_oauthtok("token", "a", env=on_file).stdout.startswith("at-")
+    again = run_oauthtok("migrate", "--to", "file", "a", env=on_file)
+    assert again.stdout == "a: already in the file store\n" and again.stderr == ""
+    back = run_oauthtok("migrate", "--to", "keyring", "b", env=on_file)
+    assert back.stdout == "b: moved to the keyring\n"
+    assert "note: oauthtok still uses the file store; set OAUTHTOK_STORE=keyring" in back.stderr
+    assert run_oauthtok("token", "b").stdout.startswith("at-")
+    assert len(secret_files()) == 1
+    assert run_oauthtok("migrate", "--to", "file").returncode == 2  # neither names nor --all
+
+
+def test_a_key_command_on_plain_entries_then_migrate_encrypts_them(
+    auth_server: Any, tmp_path: Path
+) -> None:
+    create(auth_server, env={"OAUTHTOK_STORE": "file"})
+    key = tmp_path / "key.sh"
+    key.write_text(f"#!/bin/sh\necho {KEY_HEX}\n")
+    key.chmod(0o700)
+    folder = Path(os.environ["XDG_CONFIG_HOME"]) / "oauthtok"
+    folder.mkdir(parents=True)
+    (folder / "config.toml").write_text(f'[store]\nbackend = "file"\nkey_command = ["{key}"]\n')
+    refused = run_oauthtok("token", "gmail")
+    assert refused.returncode == 8 and "migrate --to file --all" in refused.stderr
+    sealed = run_oauthtok("migrate", "--to", "file", "--all")
+    assert sealed.returncode == 0 and sealed.stdout == "gmail: encrypted in the file store\n"
+    (name,) = secret_files()
+    assert json.loads((data_dir() / "secrets" / name).read_text())["cipher"] == "aes-256-gcm"
+    assert run_oauthtok("token", "gmail").stdout.startswith("at-")
+
+
+# -- export / import --------------------------------------------------------------------------
+
+
+def test_export_moves_the_grant_to_a_server(
+    auth_server: Any, tmp_path: Path, identity: tuple[str, Path]
+) -> None:
+    recipient, identity_file = identity
+    create(auth_server)
+    before = keyring_items()
+    sealed = tmp_path / "gmail.age"
+    exported = run_oauthtok("export", "gmail", "--to", recipient, "-o", str(sealed))
+    assert exported.returncode == 0, exported.stderr
+    assert "removed it here (not revoked)" in exported.stderr
+    text = sealed.read_text()
+    assert text.startswith("-----BEGIN AGE ENCRYPTED FILE-----")
+    assert SECRET not in text and "at-" not in text
+    # the desktop's copy is gone (list, keyring), and the grant was not revoked
+    assert run_oauthtok("list", "--json").stdout.strip() == "[]"
+    assert len(keyring_items()) == len(before) - 1
+    assert auth_server.knobs.revoked == []
+
+    # the server: another data folder, the file store, the identity
+    server = {
+        "OAUTHTOK_DATA_DIR": str(tmp_path / "server-data"),
+        "OAUTHTOK_STORE": "file",
+    }
+    wrong = tmp_path / "other.agekey"
+    wrong.write_text(f"{pyrage.x25519.Identity.generate()}\n")
+    refused = run_oauthtok("import", str(sealed), "--identity", str(wrong), env=server)
+    assert refused.returncode == 2 and "was not sealed for the identity" in refused.stderr
+    imported = run_oauthtok("import", str(sealed), "--identity", str(identity_file), env=server)
+    assert imported.returncode == 0, imported.stderr
+    assert "Imported 'gmail': service testidp, account me@example.com" in imported.stderr
+    assert f"token endpoint {auth_server.base_url}/token" in imported.stderr
+    assert "file store" in imported.stderr
+    shown = json.loads(run_oauthtok("show", "gmail", "--json", env=server).stdout)
+    assert shown["account"] == "me@example.com" and shown["client_id"] == "client-gmail"
+    token = run_oauthtok("token", "gmail", env=server)
+    assert token.returncode == 0 and token.stdout.startswith("at-")
+    # the refresh token travelled: the server renews the grant by itself
+    refreshed = run_oauthtok("refresh", "gmail", "--force", env=server)
+    assert refreshed.returncode == 0, refreshed.stderr
+    taken = run_oauthtok("import", str(sealed), "--identity", str(identity_file), env=server)
+    assert taken.returncode == 2 and "--name NEW" in taken.stderr
+
+
+def test_export_removes_nothing_unless_the_sealed_token_is_written(
+    auth_server: Any, tmp_path: Path, identity: tuple[str, Path]
+) -> None:
+    recipient, identity_file = identity
+    create(auth_server)
+    existing = tmp_path / "taken.age"
+    existing.write_text("something else\n")
+    for args, message in [
+        (["--to", recipient, "-o", str(existing)], "exists already"),
+        (["--to", "age1notarecipient"], "not a valid age recipient"),
+        (["--to", recipient, "-o", str(tmp_path / "no-such-folder" / "x.age")], "cannot write"),
+    ]:
+        result = run_oauthtok("export", "gmail", *args)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+        assert run_oauthtok("token", "gmail").returncode == 0
+    assert existing.read_text() == "something else\n"
+    # to stdout (a pipe here), then imported from stdin under another name
+    piped = run_oauthtok("export", "gmail", "--to", recipient)
+    assert piped.returncode == 0 and piped.stdout.startswith("-----BEGIN AGE ENCRYPTED FILE-----")
+    back = run_oauthtok(
+        "import", "-", "--identity", str(identity_file), "--name", "mail", input=piped.stdout
+    )
+    assert back.returncode == 0, back.stderr
+    assert run_oauthtok("token", "mail").returncode == 0
+    assert run_oauthtok("token", "gmail").returncode == 3

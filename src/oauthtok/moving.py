@@ -164,9 +164,17 @@ def _record_from(data: dict[str, Any]) -> TokenRecord:
         raise bad("token_auth is not a known client authentication")
     if data.get("flow", Flow.BROWSER) not in set(Flow):
         raise bad("flow is not a known flow")
-    endpoint_keys = {"token_url", "authorize_url", "device_authorization_url", "revocation_url"}
+    from dataclasses import fields
+
+    from oauthtok.models import Endpoints
+
+    endpoint_keys = {f.name for f in fields(Endpoints)}
     if set(data["endpoints"]) - endpoint_keys:
         raise bad("endpoints has an unknown key")
+    for key, value in data["endpoints"].items():
+        wanted = bool if key == "iss_required" else str
+        if value is not None and not isinstance(value, wanted):
+            raise bad(f"endpoints.{key} is not a {wanted.__name__}")
     return TokenRecord.from_json(data)
 
 

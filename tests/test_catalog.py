@@ -238,3 +238,18 @@ def test_wheel_ships_the_catalog(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert str(target) in result.stdout.splitlines()[0]
     assert "microsoft" in result.stdout and "bundled" in result.stdout
+
+
+def test_a_deeply_nested_or_huge_catalog_is_exit_7(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deep = tmp_path / "deep.toml"
+    deep.write_text("[services.x]\ntitle = 'x'\nscopes = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    monkeypatch.setenv("OAUTHTOK_SERVICES", str(deep))
+    with pytest.raises(CatalogError, match="nested too deeply"):
+        load_catalog()
+    huge = tmp_path / "huge.toml"
+    huge.write_text("# " + "x" * 1_100_000 + "\n")
+    monkeypatch.setenv("OAUTHTOK_SERVICES", str(huge))
+    with pytest.raises(CatalogError, match="over 1000 kB"):
+        load_catalog()

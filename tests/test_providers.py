@@ -382,3 +382,15 @@ def test_a_token_of_a_rejected_grant_comes_with_a_warning(auth_server: Any) -> N
     result = run_oauthtok("token", "t")  # the access token has not expired yet
     assert result.returncode == 0 and result.stdout.startswith("at-")
     assert "rejected the last renewal" in result.stderr and "reauthorize t" in result.stderr
+
+
+@pytest.mark.usefixtures("keyring_env", "interactive")
+def test_a_bad_issuer_is_asked_again_at_once() -> None:
+    result = runner.invoke(
+        app,
+        ["create", "n", "--service", "oidc"],
+        input="http://example.com/realm\nhttps://x.example\n",
+    )
+    assert "endpoints must use https" in result.stderr and "try again" in result.stderr
+    assert result.stderr.count("Issuer (--param issuer=…)") == 2
+    assert "Client id" in result.stderr  # went on, nothing typed was lost

@@ -432,3 +432,21 @@ def test_the_fast_path_reads_only_the_default_collection(
     finally:
         decoy.delete()
         conn.close()
+
+
+def test_a_renewal_whose_metadata_fails_says_the_tokens_were_saved(
+    tmp_path: Path, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = TokenStore(SecretStore(memory_keyring), data_dir=str(tmp_path / "d"))
+    record = store.add(make_record(), make_secrets())
+
+    def cannot_write(*_: Any, **__: Any) -> Any:
+        raise StoreError("cannot write the metadata: No space left on device")
+
+    monkeypatch.setattr(store, "update", cannot_write)
+    with pytest.raises(StoreError) as info:
+        store.save_tokens(record, make_secrets(access_token="AT-new"))
+    assert "new tokens of 'work-mail' were saved" in str(info.value)
+    assert "nothing was changed" not in str(info.value)
+    monkeypatch.undo()
+    assert store.read_tokens(record).access_token == "AT-new"

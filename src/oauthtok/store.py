@@ -15,13 +15,13 @@ import contextlib
 import json
 import os
 import shlex
-import tempfile
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from oauthtok import layout, paths
 from oauthtok.errors import ReauthorizationRequired, StoreError, TokenNotFound, UsageError, command
+from oauthtok.filestore import write_atomic as atomic_write
 from oauthtok.models import TokenRecord, TokenSet
 from oauthtok.stores import check as check_secrets
 from oauthtok.stores import open_secrets
@@ -97,28 +97,6 @@ def check_ours(path: str) -> None:
             f"the {kind} {path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
             f"fix it with `chmod go-w {shlex.quote(path)}`"
         )
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Write `data` to `path` through a 0600 temp file in the same folder, then rename."""
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if os.name == "posix":
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 class TokenStore:

@@ -63,6 +63,7 @@ def record(name: str, token_url: str, expires_at: float) -> TokenRecord:
         refreshed_at=time.time(),
         expires_at=expires_at,
         has_refresh_token=True,
+        lapse_rules={"idle_days": 90.0, "max_days": None},  # as `create` keeps for Microsoft
     )
 
 

@@ -161,9 +161,13 @@ def test_lapse_from_the_catalog_and_from_the_provider(auth_server: Any) -> None:
         json.loads(run_oauthtok("list", "--json", env=env).stdout)[0]["lapses_at"]
         == data["lapses_at"]
     )
-    # without the catalog's rule and the provider's answer: none predicted
+    # the rules are kept with the token at its consent (like its endpoints): a catalog without
+    # the rule changes nothing until the next consent, which takes the catalog's rules again
     auth_server.knobs.refresh_token_expires_in = None
     assert run_oauthtok("refresh", "t", "--force").returncode == 0
+    kept = shown()
+    assert kept["lapses_at"] == int(kept["refresh_used_at"] + 30 * DAY)
+    assert run_oauthtok("reauthorize", "t").returncode == 0
     assert shown()["lapses_at"] is None
 
 

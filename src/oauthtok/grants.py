@@ -51,6 +51,12 @@ def to_grant(record: TokenRecord) -> lifecycle.Grant:
 
 
 def rules_for(record: TokenRecord, service: Service | None) -> lifecycle.LapseRules:
+    """The lapse rules of a token: those kept with it at its last consent, else the catalog's."""
+    if record.lapse_rules is not None:
+        return lifecycle.LapseRules(
+            idle_days=record.lapse_rules.get("idle_days"),
+            max_days=record.lapse_rules.get("max_days"),
+        )
     if service is None:
         return lifecycle.LapseRules()
     return lifecycle.LapseRules.for_token(
@@ -59,6 +65,22 @@ def rules_for(record: TokenRecord, service: Service | None) -> lifecycle.LapseRu
         service.params,
         record.params,
     )
+
+
+def rules_snapshot(service: Service | None, params: Mapping[str, str]) -> dict[str, float | None]:
+    """The rules to keep with a token at its consent (like its endpoints: `list` then needs no
+    catalog, and a later catalog change applies at the next reauthorize)."""
+    if service is None:
+        return {"idle_days": None, "max_days": None}
+    rules = lifecycle.LapseRules.for_token(
+        service.refresh_token_idle_days, service.refresh_token_max_days, service.params, params
+    )
+    return {"idle_days": rules.idle_days, "max_days": rules.max_days}
+
+
+def needs_catalog(records: list[TokenRecord]) -> bool:
+    """True when some token predates kept rules, so the catalog must be read for them."""
+    return any(r.lapse_rules is None for r in records)
 
 
 def lapse_of(record: TokenRecord, catalog: Mapping[str, Service] | None) -> lifecycle.Lapse:

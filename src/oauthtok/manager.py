@@ -386,6 +386,7 @@ class TokenManager:
                 expiry_note=grant.expiry_note,
                 secret_expires_at=credential_expiry(new.certificate, new.secret_expires_at),
                 account=account_of(client, grant, new.scopes, issuer),
+                lapse_rules=grants.rules_snapshot(new.service, params),
                 **grants.after_grant(grant, now),
             )
             tokens = grant.tokens
@@ -520,6 +521,9 @@ class TokenManager:
             has_refresh_token=tokens.refresh_token is not None,
             flow=flow,
             account=account,
+            lapse_rules=grants.rules_snapshot(service, record.params)
+            if service is not None
+            else record.lapse_rules,
             expiry_note=grant.expiry_note,
             token_auth=method,
             secret_expires_at=record.secret_expires_at

@@ -111,6 +111,8 @@ class TokenRecord:
     expiry_note: str | None = None
     #: the --min-valid already warned about as longer than the token's lifetime
     min_valid_warned: float | None = None
+    #: the catalog's refresh-token rules at the last consent: {"idle_days", "max_days"}
+    lapse_rules: dict[str, float | None] | None = None
     #: when the client secret or certificate expires (Unix time): `--secret-expires`, or the
     #: certificate's notAfter
     secret_expires_at: int | None = None
@@ -225,6 +227,7 @@ def record_json(record: TokenRecord, now: float, lapses_at: float | None = None)
     the grant (`lifecycle.lapses_at`)."""
     data = record.to_json()
     data.pop("min_valid_warned", None)  # internal
+    data.pop("lapse_rules", None)  # internal: "lapses_at" is what they predict
     data["status"] = str(record.status(now))
     data["expires_in"] = None if record.expires_at is None else int(record.expires_at - now)
     data["lapses_at"] = None if lapses_at is None else int(lapses_at)

@@ -149,6 +149,14 @@ def _record_from(data: dict[str, Any]) -> TokenRecord:
         value = data.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise bad(f"{key} is not a time")
+    rules = data.get("lapse_rules")
+    if rules is not None and not (
+        isinstance(rules, dict)
+        and set(rules) <= {"idle_days", "max_days"}
+        and all(v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+                for v in rules.values())
+    ):  # fmt: skip
+        raise bad("lapse_rules is not a table of day counts")
     for key in _FLAGS:
         if not isinstance(data.get(key, False), bool):
             raise bad(f"{key} is not true or false")

@@ -33,9 +33,14 @@ def console(*, stderr: bool = False) -> Console:
 
 
 def emit_json(data: Any) -> None:
+    """Indented JSON; a list one element per line (json's fast C encoder: `list --json` of
+    1,000 tokens)."""
     import json
 
-    print(json.dumps(data, indent=2))
+    if isinstance(data, list) and data:
+        print("[\n" + ",\n".join(json.dumps(item) for item in data) + "\n]")
+    else:
+        print(json.dumps(data, indent=2))
 
 
 def humanize_seconds(seconds: float) -> str:

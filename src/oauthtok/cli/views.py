@@ -24,13 +24,13 @@ from oauthtok.sanitize import terminal_block, terminal_text
 def list_view(as_json: bool) -> None:
     """Every token's metadata (never the secret store)."""
     from oauthtok.contract import shown_scopes
-    from oauthtok.grants import catalog_or_none, lapses_at
+    from oauthtok.grants import catalog_or_none, lapses_at, needs_catalog
     from oauthtok.models import record_json
     from oauthtok.store import TokenStore
 
     records = TokenStore().records()
     now = time.time()
-    catalog = catalog_or_none() if records else None
+    catalog = catalog_or_none() if needs_catalog(records) else None
     if as_json:
         emit_json([record_json(r, now, lapses_at(r, catalog)) for r in records])
         return
@@ -71,7 +71,7 @@ def show_view(name: str, as_json: bool) -> None:
 
     record = TokenStore().get(name)
     now = time.time()
-    lapse = lapse_of(record, catalog_or_none())
+    lapse = lapse_of(record, catalog_or_none() if record.lapse_rules is None else None)
     data = record_json(record, now, lapse.at)
     if as_json:
         emit_json(data)

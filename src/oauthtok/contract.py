@@ -158,8 +158,3 @@ def render_token(
             }
         )
     return access_token
-
-
-def error_line(message: str) -> str:
-    """How every expected failure is reported on stderr."""
-    return f"oauthtok: error: {message}"

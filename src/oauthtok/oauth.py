@@ -309,7 +309,7 @@ def revoke(
     data = {"token": token, "token_type_hint": hint}
     reply = _send(client, endpoints.revocation_url, data, auth)
     if reply.status != 200:
-        body = _fields(reply)
+        body = reply.fields()  # JSON, or form-encoded (GitHub without Accept)
         raise OAuthError(
             str(body.get("error") or f"http_{reply.status}"),
             _text(body.get("error_description")),
@@ -363,18 +363,13 @@ def _post(
 ) -> dict[str, Any]:
     """POST a form with client authentication; the parsed body. 5xx raises."""
     reply = _send(client, url, data, auth, deadline_s=deadline_s)
-    body = _fields(reply)
+    body = reply.fields()  # JSON, or form-encoded (GitHub without Accept)
     if reply.status >= 500:
         detail = f" ({_error_from(body, url)})" if body.get("error") else ""
         raise ProviderError(f"{reply.host} answered HTTP {reply.status}{detail}")
     if reply.status >= 400 and not body.get("error"):
         body["error"] = f"http_{reply.status}"
     return body
-
-
-def _fields(reply: netio.Reply) -> dict[str, Any]:
-    """The answer's fields: a JSON object, or form-encoded (GitHub without Accept), else {}."""
-    return reply.fields()
 
 
 def _loopback(url: str) -> bool:

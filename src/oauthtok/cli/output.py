@@ -82,8 +82,8 @@ def describe_validity(record: TokenRecord) -> str:
     return f"valid for {left}, {refresh}"
 
 
-#: the narrowest a folding column gets before a table turns into one block per row
-MIN_COLUMN = 8
+#: a word longer than this may be folded inside a table cell (a long URL scope)
+MAX_WORD = 40
 
 
 def print_table(
@@ -102,23 +102,31 @@ def print_table(
     out = console()
     kept = max((len(row[i]) for row in rows for i, c in enumerate(columns) if c in keep),
                default=0)  # fmt: skip
-    others = len(columns) - len(keep)
-    if kept + others * (MIN_COLUMN + 3) > out.width:
-        # too narrow for a table that keeps every name whole: one block per row instead
-        width = max(len(c) for c in columns)
+
+    def longest_word(i: int) -> int:
+        words = [len(w) for row in rows for w in row[i].split()] + [len(columns[i])]
+        return min(max(words), MAX_WORD)
+
+    words = {i: longest_word(i) for i, c in enumerate(columns) if c not in keep}
+    if kept + sum(words.values()) + 3 * (len(columns) - 1) > out.width:
+        # too narrow for a table that keeps names whole and words unbroken: a block per row
+        from rich.table import Table as Grid
+
         for row in rows:
-            head = [row[i] for i, c in enumerate(columns) if c in keep]
-            out.print(escape(" ".join(head)), overflow="fold", soft_wrap=False)
-            for i, column in enumerate(columns):
-                if column not in keep:
-                    out.print(f"  {column.lower():<{width}}  {escape(row[i])}", overflow="fold")
+            out.print(escape(" ".join(row[i] for i, c in enumerate(columns) if c in keep)))
+            grid = Grid.grid(padding=(0, 2), pad_edge=False)
+            grid.add_column(no_wrap=True)
+            grid.add_column(overflow="fold")
+            for i in words:
+                grid.add_row("  " + columns[i].lower(), escape(row[i]))
+            out.print(grid)
         return
     table = Table(show_edge=False, pad_edge=False)
-    for column in columns:
+    for i, column in enumerate(columns):
         if column in keep:
             table.add_column(column, no_wrap=True, min_width=kept)
         else:
-            table.add_column(column, overflow="fold", min_width=MIN_COLUMN)
+            table.add_column(column, overflow="fold", min_width=words[i])
     for row in rows:
         table.add_row(*(escape(c) for c in row))
     out.print(table)

@@ -293,20 +293,46 @@ def test_a_closed_pipe_ends_quietly(args: list[str]) -> None:
 
 
 def test_every_command_and_option_has_help() -> None:
-    import click
     import typer.main
+    from typer.core import TyperGroup
 
-    def walk(command: click.Command, path: str) -> list[str]:
+    seen: list[str] = []
+
+    def walk(command: Any, path: str) -> list[str]:
+        # Typer 0.28's commands are its vendored Click's, not `click`'s: test by Typer's classes
+        seen.append(path)
         missing = [] if command.help or command.hidden else [path]
         for param in command.params:
-            if isinstance(param, click.Option) and not param.help and param.name != "help":
+            if param.param_type_name == "option" and not param.help and param.name != "help":
                 missing.append(f"{path} {param.opts[0]}")
-        if isinstance(command, click.Group):
+        if isinstance(command, TyperGroup):
             for name, sub in command.commands.items():
                 missing += walk(sub, f"{path} {name}")
         return missing
 
     assert walk(typer.main.get_command(app), "oauthtok") == []
+    assert {"oauthtok create", "oauthtok schedule install"} <= set(seen)  # it walked them all
     for args in (["status"], ["schedule", "install"], ["migrate"], ["export"], ["import"]):
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0 and "Usage: oauthtok " + " ".join(args) in result.stdout
+
+
+@pytest.mark.parametrize("width", [50, 60, 80, 200])
+def test_help_lists_the_commands_as_typer_would_without_building_any(width: int) -> None:
+    """`--help` reads each command's summary instead of building it (the build is most of the
+    cost of `--help`): the listing must be Typer's own, hidden commands left out."""
+    import typer.main
+    from typer.core import TyperGroup
+
+    from oauthtok.cli.app import LazyCommands
+
+    group: Any = typer.main.get_command(app)
+    ctx = group.make_context("oauthtok", ["list"])
+    formatter_cls = type(ctx.make_formatter())
+    fast, full = formatter_cls(width=width), formatter_cls(width=width)
+    group.format_commands(ctx, fast)
+    assert isinstance(group.commands, LazyCommands) and group.commands._built == {}
+    TyperGroup.format_commands(group, ctx, full)  # Typer's: builds every command
+    assert len(group.commands._built) == len(group.commands) >= 19
+    assert fast.getvalue() == full.getvalue()
+    assert "create " in fast.getvalue() and "device-wait" not in fast.getvalue()

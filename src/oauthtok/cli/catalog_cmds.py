@@ -7,17 +7,17 @@ from typing import Annotated
 import typer
 
 from oauthtok.cli import views
-from oauthtok.cli.app import app
+from oauthtok.cli.app import commands
 from oauthtok.cli.options import AsJson, complete_services
 
 
-@app.command("services")
+@commands.command("services")
 def services_command(as_json: AsJson = False) -> None:
     """List the catalog's services."""
     views.services_view(as_json)
 
 
-@app.command("show-help")
+@commands.command("show-help")
 def show_help_command(
     service: Annotated[
         str | None,

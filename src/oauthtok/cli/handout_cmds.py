@@ -7,12 +7,12 @@ from typing import Annotated
 import typer
 
 from oauthtok import contract
-from oauthtok.cli.app import app
+from oauthtok.cli.app import commands
 from oauthtok.cli.options import FormatOption, MinValid, Name, SaslUser, complete_names
 from oauthtok.cli.output import describe_validity, say
 
 
-@app.command("token")
+@commands.command("token")
 def token_command(
     name: Name,
     fmt: FormatOption = contract.DEFAULT_FORMAT,
@@ -30,7 +30,7 @@ def token_command(
     print(token_text(name, fmt, min_valid, user))
 
 
-@app.command("refresh")
+@commands.command("refresh")
 def refresh_command(
     names: Annotated[
         list[str] | None,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from oauthtok import contract
-from oauthtok.cli.app import app
+from oauthtok.cli.app import commands
 from oauthtok.cli.options import AsJson, MinValid, Name, Params, SaslUser, ServiceName
 from oauthtok.cli.output import emit_json, humanize_seconds
 from oauthtok.errors import UsageError
@@ -36,7 +36,7 @@ class Mechanism(StrEnum):
     XOAUTH2 = "xoauth2"
 
 
-@app.command("exec")
+@commands.command("exec")
 def exec_command(
     name: Name,
     command: Annotated[
@@ -65,7 +65,7 @@ def exec_command(
     raise typer.Exit(run_with_token(name, command, variable=variable, min_valid=min_valid))
 
 
-@app.command("test")
+@commands.command("test")
 def test_command(
     name: Name,
     imap: Annotated[
@@ -129,7 +129,7 @@ def test_command(
     print("OK: the server accepted the token")
 
 
-@app.command("inspect")
+@commands.command("inspect")
 def inspect_command(
     name: Name,
     use: Annotated[
@@ -211,7 +211,7 @@ def describe(info: TokenInfo, remote: bool) -> list[str]:
     return lines
 
 
-@app.command("consent-url")
+@commands.command("consent-url")
 def consent_url_command(
     name: Annotated[
         str | None,

@@ -7,12 +7,12 @@ from typing import Annotated
 import typer
 
 from oauthtok.cli import output, views
-from oauthtok.cli.app import app
+from oauthtok.cli.app import commands
 from oauthtok.cli.options import AsJson, Name, complete_names
 from oauthtok.cli.output import say
 
 
-@app.command("list")
+@commands.command("list")
 def list_command(as_json: AsJson = False) -> None:
     """List the stored tokens.
 
@@ -20,13 +20,13 @@ def list_command(as_json: AsJson = False) -> None:
     views.list_view(as_json)
 
 
-@app.command("show")
+@commands.command("show")
 def show_command(name: Name, as_json: AsJson = False) -> None:
     """Show one token, except its secrets."""
     views.show_view(name, as_json)
 
 
-@app.command("rename")
+@commands.command("rename")
 def rename_command(
     old: Annotated[
         str, typer.Argument(help="The current name.", metavar="OLD", autocompletion=complete_names)
@@ -44,7 +44,7 @@ def rename_command(
     say(f"Renamed {before!r} to {record.name!r}.")
 
 
-@app.command("delete")
+@commands.command("delete")
 def delete_command(
     name: Name,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,

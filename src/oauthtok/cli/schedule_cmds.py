@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from oauthtok.cli.app import app
+from oauthtok.cli.app import commands
 from oauthtok.cli.output import say
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ schedule_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-app.add_typer(schedule_app)
+commands.add_typer(schedule_app)
 
 Every = Annotated[
     str,

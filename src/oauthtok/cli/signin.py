@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from oauthtok.cli import output
-from oauthtok.cli.app import app
+from oauthtok.cli.app import commands
 from oauthtok.cli.options import (
     ClientCertificate,
     FlowOption,
@@ -373,7 +373,7 @@ def announce_store(manager: TokenManager) -> None:
 # -- the commands ------------------------------------------------------------------------------
 
 
-@app.command("create")
+@commands.command("create")
 def create_command(
     name: Annotated[
         str | None,
@@ -448,7 +448,7 @@ def create_command(
     say(f"Use it with: {command('token', record.name)}")
 
 
-@app.command("reauthorize")
+@commands.command("reauthorize")
 def reauthorize_command(
     name: Name,
     client_secret_stdin: SecretStdin = False,

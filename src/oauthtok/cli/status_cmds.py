@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from oauthtok.cli.app import app
+from oauthtok.cli.app import commands
 from oauthtok.cli.options import AsJson, complete_names
 from oauthtok.cli.output import emit_json, humanize_seconds, lapses_in, print_table, say
 
@@ -59,7 +59,7 @@ def render(report: Report) -> None:
             print(line)
 
 
-@app.command("status")
+@commands.command("status")
 def status_command(
     names: Annotated[
         list[str] | None,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from oauthtok.cli.app import app
+from oauthtok.cli.app import commands
 from oauthtok.cli.options import complete_names
 from oauthtok.cli.output import say
 from oauthtok.errors import UsageError, command
@@ -24,7 +24,7 @@ class StoreChoice(StrEnum):
 STORE_TITLES = {"keyring": "the keyring", "file": "the file store"}
 
 
-@app.command("migrate")
+@commands.command("migrate")
 def migrate_command(
     to: Annotated[
         StoreChoice,
@@ -70,7 +70,7 @@ def migrate_command(
         raise typer.Exit(first_error.exit_code)
 
 
-@app.command("export")
+@commands.command("export")
 def export_command(
     name: Annotated[str, typer.Argument(help="The token to hand over.", metavar="NAME",
                                         autocompletion=complete_names, show_default=False)],
@@ -123,7 +123,7 @@ def export_command(
         "IDENTITY_FILE")  # fmt: skip
 
 
-@app.command("import")
+@commands.command("import")
 def import_command(
     file: Annotated[str, typer.Argument(help="The sealed token (`-` for stdin).",
                                         metavar="FILE", show_default=False)],

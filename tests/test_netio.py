@@ -6,6 +6,7 @@ import functools
 import gzip
 import json
 import socket
+import ssl
 import threading
 import time
 import tracemalloc
@@ -351,6 +352,22 @@ def test_untrusted_certificate_names_the_problem_and_ssl_cert_file(tmp_path: Pat
     assert "SSL_CERT_FILE" in message and f"127.0.0.1:{server.port}" in message
     assert "cannot reach" not in message
     assert_terminal_safe(message, newlines=False)
+
+
+def test_certifi_bundle_is_loaded_at_the_first_handshake(tmp_path: Path) -> None:
+    """The default trust (certifi's bundle) costs ~40 ms to parse, so it is loaded when the
+    first TLS handshake needs it: never for plain http, and before any certificate check."""
+    plain = RawServer(answer("200 OK", {"Content-Type": "application/json"}, b'{"ok": 1}'))
+    server, _ = tls_server(tmp_path)
+    with plain, server, new_http_client() as client:
+        context = client._transport._pool._ssl_context  # type: ignore[attr-defined]
+        assert context.cert_store_stats()["x509_ca"] == 0
+        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+        assert send(client, "GET", f"http://127.0.0.1:{plain.port}/").json() == {"ok": 1}
+        assert context.cert_store_stats()["x509_ca"] == 0
+        with pytest.raises(ProviderError, match="self.signed certificate"):
+            send(client, "GET", f"https://127.0.0.1:{server.port}/")
+        assert context.cert_store_stats()["x509_ca"] > 100  # certifi's, not the server's
 
 
 def test_ssl_cert_file_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

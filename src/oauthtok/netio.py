@@ -16,7 +16,8 @@ memory. So each request has
   too large, the certificate problem and SSL_CERT_FILE, connection refused or unreachable.
 
 TLS: `new_http_client` trusts SSL_CERT_FILE / SSL_CERT_DIR when set (like curl, git, requests
-and httpx itself), else certifi's bundle, as httpx does by default.
+and httpx itself), else certifi's bundle, as httpx does by default; certifi's is loaded at the
+first TLS handshake, so a plain-http (loopback) provider never pays for parsing it.
 
 httpx is imported lazily: importing this module costs nothing on paths that send nothing.
 """
@@ -25,9 +26,11 @@ from __future__ import annotations
 
 import contextvars
 import errno
+import functools
 import json
 import os
 import socket
+import sys
 import threading
 import time
 import zlib
@@ -349,9 +352,7 @@ def tls_context() -> ssl.SSLContext:
     cafile = os.environ.get("SSL_CERT_FILE") or None
     capath = os.environ.get("SSL_CERT_DIR") or None
     if cafile is None and capath is None:
-        import certifi
-
-        return ssl.create_default_context(cafile=certifi.where())
+        return _certifi_at_first_handshake()
     try:
         return ssl.create_default_context(cafile=cafile, capath=capath)
     except (OSError, ssl.SSLError) as exc:
@@ -361,6 +362,48 @@ def tls_context() -> ssl.SSLContext:
             f"{terminal_text(which, 200)} cannot be used ({terminal_text(why, 80)}); point it "
             "at a PEM file of CA certificates, or unset it"
         ) from None
+
+
+_LOADING = threading.Lock()
+
+
+def _certifi_at_first_handshake() -> ssl.SSLContext:
+    """`ssl.create_default_context(cafile=certifi.where())`, except that certifi's bundle is
+    loaded at the first TLS handshake (`_DeadlineStream.start_tls`), not now: parsing it costs
+    more than a whole `oauthtok token` run, and a loopback provider over plain http never needs
+    it. Until then the context trusts no certificate, so a handshake that bypassed the loading
+    would fail verification, never pass it."""
+    import ssl
+
+    context = _deferred_ca_class()(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+    keylog = os.environ.get("SSLKEYLOGFILE")  # as create_default_context does
+    if keylog and not sys.flags.ignore_environment:
+        context.keylog_filename = keylog
+    return context
+
+
+@functools.cache
+def _deferred_ca_class() -> type[ssl.SSLContext]:
+    import ssl
+
+    class DeferredCA(ssl.SSLContext):
+        """An SSLContext whose CA certificates are loaded at the first handshake."""
+
+        loaded = False
+
+    return DeferredCA
+
+
+def _load_deferred(context: ssl.SSLContext) -> None:
+    """Load certifi's bundle into a context of `_certifi_at_first_handshake`, once."""
+    if not isinstance(context, _deferred_ca_class()) or getattr(context, "loaded", True):
+        return
+    with _LOADING:
+        if not getattr(context, "loaded", True):
+            import certifi
+
+            context.load_verify_locations(cafile=certifi.where())
+            context.loaded = True  # type: ignore[attr-defined]
 
 
 def new_http_client() -> httpx.Client:
@@ -444,6 +487,7 @@ class _DeadlineStream:
         timeout: float | None = None,
     ) -> _DeadlineStream:
         # CPython bounds the whole handshake by the socket timeout, not each read
+        _load_deferred(ssl_context)
         inner = self._inner.start_tls(ssl_context, server_hostname, _left(timeout, "connect"))
         return _DeadlineStream(inner)
 

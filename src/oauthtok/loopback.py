@@ -42,6 +42,8 @@ from oauthtok.sanitize import terminal_text
 MAX_CONNECTIONS = 16
 #: the whole life of one connection, from accept to close
 CONNECTION_DEADLINE_S = 10.0
+#: how often a listener checks for a shutdown and for connections past their deadline
+POLL_S = 0.05
 #: the `error` of the Callback that `offer` returns for an answer the check refused
 REFUSED = "oauthtok_refused"
 
@@ -224,7 +226,7 @@ class LoopbackListener:
             raise AuthorizationFailed("cannot find a free loopback port for the redirect")
         for server in self._servers:
             thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+                target=server.serve_forever, kwargs={"poll_interval": POLL_S}, daemon=True
             )
             thread.start()
             self._threads.append(thread)
@@ -249,8 +251,13 @@ class LoopbackListener:
         self._servers = []
 
     def close(self) -> None:
+        # each shutdown waits for its listener's next poll: wait for all of them at once
+        stoppers = [threading.Thread(target=s.shutdown, daemon=True) for s in self._servers]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join(timeout=5)
         for server in self._servers:
-            server.shutdown()
             server.hang_up_all()
         for thread in self._threads:
             thread.join(timeout=5)

@@ -403,11 +403,16 @@ def test_unusable_ssl_cert_file_is_a_config_error(
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
     with pytest.raises(CatalogError, match=r"SSL_CERT_FILE=.*missing\.pem cannot be used"):
         new_http_client()
+    # a file without certificates: found at the first TLS handshake (plain http needs none)
     empty = tmp_path / "empty.pem"
     empty.write_text("not a certificate\n")
     monkeypatch.setenv("SSL_CERT_FILE", str(empty))
-    with pytest.raises(CatalogError, match="SSL_CERT_FILE"):
-        new_http_client()
+    server, _ = tls_server(tmp_path)
+    plain = RawServer(answer("200 OK", {"Content-Type": "application/json"}, b'{"ok": 1}'))
+    with server, plain, new_http_client() as client:
+        assert send(client, "GET", f"http://127.0.0.1:{plain.port}/").json() == {"ok": 1}
+        with pytest.raises(CatalogError, match=r"SSL_CERT_FILE=.*empty\.pem cannot be used"):
+            send(client, "GET", f"https://127.0.0.1:{server.port}/")
 
 
 # -- connections ----------------------------------------------------------------------------

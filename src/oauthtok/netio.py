@@ -16,8 +16,8 @@ memory. So each request has
   too large, the certificate problem and SSL_CERT_FILE, connection refused or unreachable.
 
 TLS: `new_http_client` trusts SSL_CERT_FILE / SSL_CERT_DIR when set (like curl, git, requests
-and httpx itself), else certifi's bundle, as httpx does by default; certifi's is loaded at the
-first TLS handshake, so a plain-http (loopback) provider never pays for parsing it.
+and httpx itself), else certifi's bundle, as httpx does by default. Either is loaded at the
+first TLS handshake, so a plain-http (loopback) provider never pays for parsing a bundle.
 
 httpx is imported lazily: importing this module costs nothing on paths that send nothing.
 """
@@ -345,41 +345,37 @@ def tls_context() -> ssl.SSLContext:
     """Certificate verification as the environment asks: SSL_CERT_FILE and/or SSL_CERT_DIR
     when set (they replace the default bundle, as for curl and httpx), else certifi's bundle.
 
-    Raises CatalogError (exit 7: configuration) when a set variable names nothing usable.
+    The certificates are loaded at the first TLS handshake (`_DeadlineStream.start_tls`), not
+    now: parsing a bundle costs more than a whole `oauthtok token` run, and a provider on
+    loopback over plain http never needs one. Until then the context trusts no certificate, so
+    a handshake that bypassed the loading would fail verification, never pass it.
+
+    Raises CatalogError (exit 7: configuration) when a set variable names nothing — here — or
+    names something that holds no certificates — at the first handshake.
     """
     import ssl
 
     cafile = os.environ.get("SSL_CERT_FILE") or None
     capath = os.environ.get("SSL_CERT_DIR") or None
-    if cafile is None and capath is None:
-        return _certifi_at_first_handshake()
-    try:
-        return ssl.create_default_context(cafile=cafile, capath=capath)
-    except (OSError, ssl.SSLError) as exc:
-        which = f"SSL_CERT_FILE={cafile}" if cafile else f"SSL_CERT_DIR={capath}"
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "no certificates"
-        raise CatalogError(
-            f"{terminal_text(which, 200)} cannot be used ({terminal_text(why, 80)}); point it "
-            "at a PEM file of CA certificates, or unset it"
-        ) from None
-
-
-_LOADING = threading.Lock()
-
-
-def _certifi_at_first_handshake() -> ssl.SSLContext:
-    """`ssl.create_default_context(cafile=certifi.where())`, except that certifi's bundle is
-    loaded at the first TLS handshake (`_DeadlineStream.start_tls`), not now: parsing it costs
-    more than a whole `oauthtok token` run, and a loopback provider over plain http never needs
-    it. Until then the context trusts no certificate, so a handshake that bypassed the loading
-    would fail verification, never pass it."""
-    import ssl
-
+    for name, path in (("SSL_CERT_FILE", cafile), ("SSL_CERT_DIR", capath)):
+        if path is not None and not os.path.exists(path):
+            raise _unusable_trust(f"{name}={path}", os.strerror(errno.ENOENT))
     context = _deferred_ca_class()(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
-    keylog = os.environ.get("SSLKEYLOGFILE")  # as create_default_context does
+    context.trust = (cafile, capath)  # type: ignore[attr-defined]
+    keylog = os.environ.get("SSLKEYLOGFILE")  # as ssl.create_default_context does
     if keylog and not sys.flags.ignore_environment:
         context.keylog_filename = keylog
     return context
+
+
+def _unusable_trust(which: str, why: str) -> CatalogError:
+    return CatalogError(
+        f"{terminal_text(which, 200)} cannot be used ({terminal_text(why, 80)}); point it "
+        "at a PEM file of CA certificates, or unset it"
+    )
+
+
+_LOADING = threading.Lock()
 
 
 @functools.cache
@@ -390,20 +386,34 @@ def _deferred_ca_class() -> type[ssl.SSLContext]:
         """An SSLContext whose CA certificates are loaded at the first handshake."""
 
         loaded = False
+        trust: tuple[str | None, str | None] = (None, None)
 
     return DeferredCA
 
 
 def _load_deferred(context: ssl.SSLContext) -> None:
-    """Load certifi's bundle into a context of `_certifi_at_first_handshake`, once."""
+    """Load the certificates of a `tls_context` context, once: SSL_CERT_FILE / SSL_CERT_DIR
+    as they were when it was made, else certifi's bundle."""
+    import ssl
+
     if not isinstance(context, _deferred_ca_class()) or getattr(context, "loaded", True):
         return
     with _LOADING:
-        if not getattr(context, "loaded", True):
+        if getattr(context, "loaded", True):
+            return
+        cafile, capath = getattr(context, "trust", (None, None))
+        if cafile is None and capath is None:
             import certifi
 
             context.load_verify_locations(cafile=certifi.where())
-            context.loaded = True  # type: ignore[attr-defined]
+        else:
+            try:
+                context.load_verify_locations(cafile=cafile, capath=capath)
+            except (OSError, ssl.SSLError) as exc:
+                which = f"SSL_CERT_FILE={cafile}" if cafile else f"SSL_CERT_DIR={capath}"
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else None
+                raise _unusable_trust(which, why or "no certificates") from None
+        context.loaded = True  # type: ignore[attr-defined]
 
 
 def new_http_client() -> httpx.Client:

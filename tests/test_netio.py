@@ -365,7 +365,7 @@ def test_certifi_bundle_is_loaded_at_the_first_handshake(tmp_path: Path) -> None
         assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
         assert send(client, "GET", f"http://127.0.0.1:{plain.port}/").json() == {"ok": 1}
         assert context.cert_store_stats()["x509_ca"] == 0
-        with pytest.raises(ProviderError, match="self.signed certificate"):
+        with pytest.raises(ProviderError, match=r"self.signed certificate"):
             send(client, "GET", f"https://127.0.0.1:{server.port}/")
         assert context.cert_store_stats()["x509_ca"] > 100  # certifi's, not the server's
 

@@ -2,10 +2,10 @@
 
 Two clients of one schema (`contract`: attributes, label, the `default` collection):
 
-- `read_secret`, read-only, on jeepney with a "plain" transport session: the `token` fast path.
-  It costs a few ms on top of importing jeepney, where keyring's own backend costs ~300 ms a
-  process (imports, backend discovery, a new D-Bus connection and a Diffie-Hellman session per
-  call). See README, "Security", for why a plain session gives nothing away.
+- `read_secret`, read-only, on `minibus` (a minimal D-Bus client) with a "plain" transport
+  session: the `token` fast path. It costs a few ms, where keyring's own backend costs ~300 ms
+  a process (imports, backend discovery, a new D-Bus connection and a Diffie-Hellman session
+  per call). See README, "Security", for why a plain session gives nothing away.
 - `SecretServiceBackend`, read-write, on secretstorage over one D-Bus connection per process:
   everything else. It implements keyring's backend interface, so `secretstore.SecretStore`
   treats it like any keyring backend.
@@ -16,18 +16,15 @@ path can never return an item the ordinary path would not.
 
 from __future__ import annotations
 
+import os
 from typing import Any
-
-from jeepney import DBusAddress, new_method_call
-from jeepney.io.blocking import open_dbus_connection
-from jeepney.wrappers import unwrap_msg
 
 from oauthtok import contract
 
 _BUS_NAME = "org.freedesktop.secrets"
-_SERVICE = DBusAddress(
-    "/org/freedesktop/secrets", bus_name=_BUS_NAME, interface="org.freedesktop.Secret.Service"
-)
+_SERVICE_PATH = "/org/freedesktop/secrets"
+_SERVICE = "org.freedesktop.Secret.Service"
+_COLLECTION = "org.freedesktop.Secret.Collection"
 
 
 class ItemMissing(LookupError):
@@ -39,30 +36,38 @@ class Unavailable(Exception):
 
 
 def read_secret(namespace: str, key: str, timeout: float = 5.0) -> str | None:
-    """The secret stored under (namespace, key) in the default collection, or None."""
-    with open_dbus_connection("SESSION") as conn:
+    """The secret stored under (namespace, key) in the default collection, or None.
 
-        def call(address: DBusAddress, method: str, signature: str, body: tuple[Any, ...]) -> Any:
-            msg = new_method_call(address, method, signature, body)
-            return unwrap_msg(conn.send_and_get_reply(msg, timeout=timeout))
+    Raises Unavailable (or minibus.BusError) when it cannot answer: the full path then does."""
+    from oauthtok.minibus import Connection, Variant
 
-        (path,) = call(_SERVICE, "ReadAlias", "s", (contract.COLLECTION_ALIAS,))
+    address = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
+    if not address:
+        raise Unavailable("no session bus address")
+    with Connection(address, timeout) as conn:
+        (path,) = conn.call(_BUS_NAME, _SERVICE_PATH, _SERVICE, "ReadAlias", "s",
+                            (contract.COLLECTION_ALIAS,))  # fmt: skip
         if path == "/":
             raise Unavailable("no default collection")
-        collection = DBusAddress(
-            path, bus_name=_BUS_NAME, interface="org.freedesktop.Secret.Collection"
-        )
         attributes = {"service": namespace, "username": key}
-        (items,) = call(collection, "SearchItems", "a{ss}", (attributes,))
-        if not items:
+        (items,) = conn.call(_BUS_NAME, str(path), _COLLECTION, "SearchItems", "a{ss}",
+                             (attributes,))  # fmt: skip
+        if not isinstance(items, list) or not items:
             return None
         if len(items) != 1:
             raise Unavailable(f"{len(items)} items match")
-        _, session = call(_SERVICE, "OpenSession", "sv", ("plain", ("s", "")))
-        (secrets,) = call(_SERVICE, "GetSecrets", "aoo", (items, session))
-        if items[0] not in secrets:  # GetSecrets leaves out locked items: unlocking needs a
-            raise Unavailable("the item is locked")  # prompt, which only the full path shows
-        return bytes(secrets[items[0]][2]).decode("utf-8")
+        _, session = conn.call(_BUS_NAME, _SERVICE_PATH, _SERVICE, "OpenSession", "sv",
+                               ("plain", Variant("s", "")))  # fmt: skip
+        (secrets,) = conn.call(_BUS_NAME, _SERVICE_PATH, _SERVICE, "GetSecrets", "aoo",
+                               (items, session))  # fmt: skip
+        if not isinstance(secrets, dict) or items[0] not in secrets:
+            # GetSecrets leaves out locked items: unlocking needs a prompt, which only the
+            # full path shows
+            raise Unavailable("the item is locked")
+        value = secrets[items[0]][2]
+        if not isinstance(value, bytes):
+            raise Unavailable("the secret is not bytes")
+        return value.decode("utf-8")
 
 
 class SecretServiceBackend:

@@ -17,9 +17,12 @@ path can never return an item the ordinary path would not.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from oauthtok import contract
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import, on the `token` fast path
+if TYPE_CHECKING:
+    from typing import Any
 
 _BUS_NAME = "org.freedesktop.secrets"
 _SERVICE_PATH = "/org/freedesktop/secrets"

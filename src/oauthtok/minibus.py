@@ -1,7 +1,7 @@
 """A minimal blocking D-Bus client: just enough to read one secret on the `token` fast path.
 
 jeepney (the full path's D-Bus library, under secretstorage) costs more to import than the rest
-of a cached `oauthtok token` run; this module needs only `socket` and `struct`. It speaks the
+of a cached `oauthtok token` run; this module needs only `_socket` and `struct`. It speaks the
 D-Bus wire protocol (https://dbus.freedesktop.org/doc/dbus-specification.html) for method calls
 and their replies over a Unix socket, with EXTERNAL authentication (the peer's uid, checked by
 the bus itself), and marshals the basic, array, struct, dict-entry and variant types.
@@ -14,11 +14,14 @@ over `MAX_MESSAGE` bytes is read.
 
 from __future__ import annotations
 
+import _socket  # the C module: `socket` adds selectors, array and enums this never uses
 import os
-import socket
 import struct
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import, on the `token` fast path
+if TYPE_CHECKING:
+    from typing import Any
 
 #: the largest message read (the specification allows 128 MiB; a reply here is a few KB, or
 #: ~80 KB for a search among 1,000 items)
@@ -226,7 +229,7 @@ class Connection:
     def __init__(self, address: str, timeout: float) -> None:
         self._deadline = time.monotonic() + timeout
         self._serial = 0
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self._buffer = b""
         try:
             self._settimeout()

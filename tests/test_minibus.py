@@ -103,6 +103,22 @@ def message(kind: int, reply_serial: int, signature: str, *values: object, **ext
     return bytes(header.buf + body.buf)
 
 
+def read_calls(conn: socket.socket, data: bytes, count: int) -> tuple[list[int], bytes]:
+    """The serials of the next `count` method calls (the client pipelines them), and what
+    is left over."""
+    serials = []
+    while len(serials) < count:
+        while len(data) < 16:
+            data += conn.recv(4096)
+        body_size, serial, fields_size = struct.unpack("<III", data[4:16])
+        size = 16 + fields_size + (-(16 + fields_size) % 8) + body_size
+        while len(data) < size:
+            data += conn.recv(4096)
+        serials.append(serial)
+        data = data[size:]
+    return serials, data
+
+
 @contextmanager
 def scripted_bus(tmp_path: Path, answer: Callable[[socket.socket, int], None]) -> Iterator[str]:
     """A bus that authenticates, answers Hello, then lets `answer(conn, serial)` reply to the
@@ -116,16 +132,16 @@ def scripted_bus(tmp_path: Path, answer: Callable[[socket.socket, int], None]) -
         conn, _ = server.accept()
         with conn:
             data = b""
-            while b"\r\n" not in data:
+            while b"BEGIN\r\n" not in data:  # the client sends it without waiting for OK
                 data += conn.recv(100)
+            assert data.startswith(b"\0AUTH EXTERNAL ")
             conn.sendall(b"OK 1234567890abcdef\r\n")
-            while b"BEGIN\r\n" not in data:
-                data += conn.recv(100)
-            # Hello is serial 1: a signal first (as the bus sends NameAcquired), then the reply
-            conn.recv(4096)
+            data = data.split(b"BEGIN\r\n", 1)[1]
+            (hello, call), _ = read_calls(conn, data, 2)  # Hello, then the call, together
+            assert (hello, call) == (1, 2)
+            # a signal first (as the bus sends NameAcquired), then Hello's reply
             conn.sendall(message(4, 0, "s", ":1.1") + message(2, 1, "s", ":1.1"))
-            conn.recv(4096)
-            answer(conn, 2)
+            answer(conn, call)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -144,6 +160,22 @@ def call(address: str, timeout: float = 5.0) -> tuple[object, ...]:
 def test_a_reply_after_a_signal(tmp_path: Path) -> None:
     with scripted_bus(tmp_path, lambda c, s: c.sendall(message(2, s, "ao", ["/a", "/b"]))) as bus:
         assert call(bus) == (["/a", "/b"],)
+
+
+def test_replies_in_any_order_and_strangers_ignored(tmp_path: Path) -> None:
+    def answers(conn: socket.socket, serial: int) -> None:
+        second = serial + 1  # sent in the same write as the first
+        conn.sendall(
+            message(2, 99, "s", "not ours")  # a reply to nothing this client sent
+            + message(2, second, "s", "second")
+            + message(2, serial, "s", "first")
+        )
+
+    with scripted_bus(tmp_path, answers) as bus, Connection(bus, 5.0) as conn:
+        first = conn.send("d.e", "/p", "i.f", "M", "s", ("x",))
+        second = conn.send("d.e", "/p", "i.f", "N", "s", ("y",))
+        assert conn.reply(first) == ("first",) and conn.reply(second) == ("second",)
+        assert 99 not in conn._replies and conn._waiting == set()  # only Hello's is kept
 
 
 def test_an_error_reply_is_a_bus_error(tmp_path: Path) -> None:

@@ -48,8 +48,12 @@ def read_secret(namespace: str, key: str, timeout: float = 5.0) -> str | None:
     if not address:
         raise Unavailable("no session bus address")
     with Connection(address, timeout) as conn:
-        (path,) = conn.call(_BUS_NAME, _SERVICE_PATH, _SERVICE, "ReadAlias", "s",
-                            (contract.COLLECTION_ALIAS,))  # fmt: skip
+        # the calls that need no answer first go out together with the connection's own
+        alias = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "ReadAlias", "s",
+                          (contract.COLLECTION_ALIAS,))  # fmt: skip
+        opened = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "OpenSession", "sv",
+                           ("plain", Variant("s", "")))  # fmt: skip
+        (path,) = conn.reply(alias)
         if path == "/":
             raise Unavailable("no default collection")
         attributes = {"service": namespace, "username": key}
@@ -59,8 +63,7 @@ def read_secret(namespace: str, key: str, timeout: float = 5.0) -> str | None:
             return None
         if len(items) != 1:
             raise Unavailable(f"{len(items)} items match")
-        _, session = conn.call(_BUS_NAME, _SERVICE_PATH, _SERVICE, "OpenSession", "sv",
-                               ("plain", Variant("s", "")))  # fmt: skip
+        _, session = conn.reply(opened)
         (secrets,) = conn.call(_BUS_NAME, _SERVICE_PATH, _SERVICE, "GetSecrets", "aoo",
                                (items, session))  # fmt: skip
         if not isinstance(secrets, dict) or items[0] not in secrets:

@@ -479,3 +479,6 @@ def test_read_only_commands_answer_the_same_before_and_after_typer(auth_server: 
         assert (fast.returncode, fast.stderr) == (full.returncode, full.stderr), args
     _, modules = imported_modules("list")
     assert "typer" not in modules
+    # the metadata only: nothing of the secret stores or of rich when piped (1,000 tokens: issue 8)
+    unused = {"oauthtok.stores", "oauthtok.config", "oauthtok.filestore", "oauthtok.secretstore"}
+    assert not modules & {*unused, "keyring", "rich"}

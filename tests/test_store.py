@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import time
+from dataclasses import FrozenInstanceError, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from secretstorage.exceptions import ItemNotFoundException, LockedException
 
 from oauthtok.contract import SECRET_NAMESPACE
 from oauthtok.errors import StoreError, TokenNotFound, UsageError
+from oauthtok.models import Endpoints, Flow, TokenAuth, TokenRecord
 from oauthtok.secretstore import SecretStore
 from oauthtok.store import TokenStore, validate_name
 from tests.helpers import MemoryKeyring, make_record, make_secrets, run_oauthtok
@@ -450,3 +452,117 @@ def test_a_renewal_whose_metadata_fails_says_the_tokens_were_saved(
     assert "nothing was changed" not in str(info.value)
     monkeypatch.undo()
     assert store.read_tokens(record).access_token == "AT-new"
+
+
+# -- reading many records: `list` builds them without the dataclass __init__ ---------------------
+
+
+def test_a_record_read_is_the_record_written(tmp_path: Path) -> None:
+    """`from_json` skips the frozen dataclass's __init__: the result must still equal what
+    __init__ makes, with its fields in declaration order (the order of `list --json`)."""
+    full = make_record(
+        "full", account="a@example.com", granted_scopes=("x",), params={"tenant": "t"},
+        authorize_params={"prompt": "consent"}, lapse_rules={"idle_days": 90.0, "max_days": None},
+        flow=Flow.DEVICE, token_auth=TokenAuth.NONE, secret_expires_at=1,
+    )  # fmt: skip
+    minimal = {"id": full.id, "name": "m", "service": "s", "client_id": "c", "redirect_uri": "r",
+               "endpoints": {"token_url": "https://t"}, "token_auth": "none"}  # fmt: skip
+    shuffled = dict(reversed(list({**full.to_json(), "unknown_later_field": 1}.items())))
+    made = {**minimal, "endpoints": Endpoints("https://t"), "token_auth": TokenAuth.NONE}
+    cases = [
+        (TokenRecord.from_json(full.to_json()), full),
+        (TokenRecord.from_json(shuffled), full),
+        (TokenRecord.from_json(minimal), TokenRecord(**made, scopes=())),
+    ]
+    order = [f.name for f in fields(TokenRecord)]
+    for read, made in cases:
+        assert read == made and repr(read) == repr(made)
+        assert list(vars(read)) == order and read.to_json() == made.to_json()
+        assert list(vars(read.endpoints)) == [f.name for f in fields(Endpoints)]
+        assert type(read.token_auth) is TokenAuth and type(read.flow) is Flow
+    a, b = TokenRecord.from_json(minimal), TokenRecord.from_json(minimal)
+    assert a.params == {} and a.params is not b.params  # a fresh default, as __init__ gives
+    with pytest.raises(FrozenInstanceError):
+        a.name = "x"  # type: ignore[misc]
+
+
+#: a corruption of one record, and what the dataclass itself says of it (the report's words)
+CORRUPTIONS = [
+    ("client_id", None, "TypeError: TokenRecord.__init__() missing 1 required positional "
+                        "argument: 'client_id'"),
+    ("endpoints", {"token_url": "https://t", "bogus": 1},
+     "TypeError: Endpoints.__init__() got an unexpected keyword argument 'bogus'"),
+    ("endpoints", {"issuer": "https://i"},
+     "TypeError: Endpoints.__init__() missing 1 required positional argument: 'token_url'"),
+    ("endpoints", ["https://t"],
+     "TypeError: oauthtok.models.Endpoints() argument after ** must be a mapping, not list"),
+    ("token_auth", "magic", "ValueError: 'magic' is not a valid TokenAuth"),
+    ("flow", 7, "ValueError: 7 is not a valid Flow"),
+    ("scopes", 5, "TypeError: 'int' object is not iterable"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def many_tokens(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A data folder of 30 tokens (metadata only), made once; copy it before changing it."""
+    folder = tmp_path_factory.mktemp("many") / "d"
+    store = TokenStore(SecretStore(MemoryKeyring()), data_dir=str(folder))
+    return folder, [store.add(make_record(f"t{i:02d}"), make_secrets()).id for i in range(30)]
+
+
+@pytest.mark.parametrize(("key", "value", "said"), CORRUPTIONS)
+def test_a_corrupt_record_among_many_is_reported_alike_on_both_paths(
+    many_tokens: tuple[Path, list[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    key: str,
+    value: Any,
+    said: str,
+) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from oauthtok.cli.app import app
+    from oauthtok.fastpath import quick
+
+    data_dir = tmp_path / "d"
+    shutil.copytree(many_tokens[0], data_dir)
+    path = data_dir / "tokens" / f"{many_tokens[1][17]}.json"
+    data = json.loads(path.read_text())
+    data.pop(key) if value is None else data.update({key: value})
+    path.write_text(json.dumps(data))
+    monkeypatch.setenv("OAUTHTOK_DATA_DIR", str(data_dir))
+    expected = f"oauthtok: error: {path} is corrupt ({said}); it was left as it is"
+    for args in (["list"], ["list", "--json"], ["show", "t17"]):
+        assert quick(args[0], args[1:]) == 8, args  # the launcher's path, before Typer
+        fast = capsys.readouterr()
+        full = CliRunner().invoke(app, args)
+        assert full.exit_code == 8, args
+        assert fast.out == full.stdout == "" and fast.err == full.stderr, args
+        assert fast.err.startswith(expected), (args, fast.err)
+    assert quick("show", ["t16"]) == 0  # the others are still shown
+
+
+@pytest.mark.parametrize(
+    ("config", "said"),
+    [
+        ("[store]\nbackend = 'files'\n", "store.backend must be one of 'keyring', 'file'"),
+        ("[stor]\n", "unknown table [stor]"),
+    ],
+)
+def test_list_and_show_refuse_an_invalid_config_like_every_command(
+    tmp_path: Path, capsys: Any, config: str, said: str
+) -> None:
+    from oauthtok.fastpath import quick
+    from oauthtok.paths import config_dir
+
+    store = TokenStore(SecretStore(MemoryKeyring()))
+    store.add(make_record(), make_secrets())
+    assert quick("list", []) == 0
+    Path(config_dir()).mkdir(parents=True)
+    (Path(config_dir()) / "config.toml").write_text(config)
+    for args in (["list"], ["list", "--json"], ["show", "work-mail"]):
+        assert quick(args[0], args[1:]) == 7, args
+        assert said in capsys.readouterr().err

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from oauthtok.kinds import DEFAULT_AUTH_TIMEOUT, Flow, Status, TokenAuth
 
@@ -148,18 +150,21 @@ class TokenRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TokenRecord:
-        known = _RECORD_FIELDS.get(cls) or _RECORD_FIELDS.setdefault(
-            cls, frozenset(f.name for f in fields(cls))
-        )
-        values = {k: v for k, v in data.items() if k in known}
-        values["endpoints"] = Endpoints(**data["endpoints"])
+        """A stored record (`to_json()` plus its "name"). TypeError, ValueError or KeyError
+        when it is not one: the same exceptions, with the same words, as `cls(**values)`."""
+        known = _template(cls).known
+        if data.keys() <= known:  # as written by this version: nothing to leave out
+            values = dict(data)
+        else:
+            values = {k: v for k, v in data.items() if k in known}
+        values["endpoints"] = _build(Endpoints, data["endpoints"])
         values["scopes"] = tuple(data.get("scopes") or ())
         values["missing_scopes"] = tuple(data.get("missing_scopes") or ())
         granted = data.get("granted_scopes")
         values["granted_scopes"] = None if granted is None else tuple(granted)
-        values["token_auth"] = TokenAuth(data["token_auth"])
-        values["flow"] = Flow(data.get("flow", Flow.BROWSER))
-        return cls(**values)
+        values["token_auth"] = _member(TokenAuth, _TOKEN_AUTHS, data["token_auth"])
+        values["flow"] = _member(Flow, _FLOWS, data.get("flow", Flow.BROWSER))
+        return _build(cls, values)
 
     @property
     def renews_itself(self) -> bool:
@@ -215,8 +220,72 @@ class TokenSet:
         return replace(self, **changes)
 
 
-#: TokenRecord's field names, computed once (from_json runs for every stored token)
-_RECORD_FIELDS: dict[type, frozenset[str]] = {}
+# -- reading records fast (`list` reads every stored token) -------------------------------------
+
+_T = TypeVar("_T")
+
+
+class _Template:
+    """What `_build` needs to know of a dataclass, computed once per class."""
+
+    def __init__(self, cls: type) -> None:
+        all_fields = fields(cls)
+        self.known = frozenset(f.name for f in all_fields)
+        self.required = frozenset(
+            f.name for f in all_fields if f.default is MISSING and f.default_factory is MISSING
+        )
+        #: every field in declaration order with its default (the order `vars()` then has)
+        self.defaults = {f.name: None if f.default is MISSING else f.default for f in all_fields}
+        self.factories = [(f.name, f.default_factory) for f in all_fields
+                          if f.default_factory is not MISSING]  # fmt: skip
+        #: only a plain frozen dataclass may skip its __init__
+        self.plain = not hasattr(cls, "__post_init__") and all(f.init for f in all_fields)
+
+
+_TEMPLATES: dict[type, _Template] = {}
+
+
+def _template(cls: type) -> _Template:
+    found = _TEMPLATES.get(cls)
+    if found is None:
+        found = _TEMPLATES[cls] = _Template(cls)
+    return found
+
+
+_E = TypeVar("_E", bound=StrEnum)
+_TOKEN_AUTHS = {m.value: m for m in TokenAuth}
+_FLOWS = {m.value: m for m in Flow}
+
+
+def _member(kind: type[_E], members: Mapping[str, _E], value: Any) -> _E:
+    """`kind(value)` (ValueError when not a member's value); a dict lookup for a string."""
+    found = members.get(value) if type(value) is str else None
+    return kind(value) if found is None else found
+
+
+def _build(cls: type[_T], values: Mapping[str, Any]) -> _T:
+    """`cls(**values)` for a frozen dataclass, without its generated `__init__` (which sets each
+    field through `object.__setattr__`: most of the cost of reading 1,000 records) when
+    `values` are exactly what that `__init__` accepts: a dict of known field names holding
+    every required one. Anything else goes to `cls(**values)`, which raises its own error.
+    The instance is the same: every field set, in declaration order, defaults filled in
+    (a fresh one from each default factory)."""
+    template = _template(cls)
+    if not (
+        template.plain
+        and type(values) is dict
+        and values.keys() <= template.known
+        and values.keys() >= template.required
+    ):
+        return cls(**values)
+    built: _T = object.__new__(cls)
+    state = built.__dict__
+    state.update(template.defaults)  # declaration order first, as __init__ would set them
+    state.update(values)
+    for name, factory in template.factories:
+        if name not in values:
+            state[name] = factory()
+    return built
 
 
 # -- the public JSON shapes (README, "JSON output") ---------------------------------------------

@@ -7,6 +7,10 @@ a cross-process lock. Secrets are keyed by the id, so renaming a token rewrites 
 
 The data folder must be ours: a folder or file owned by another user, or writable by group or
 others, is refused (exit 8) before anything is read from it.
+
+`MetadataReader` reads the metadata alone (`list`, `show`): it never opens the secret store,
+and this module imports the secret stores (`stores`, `filestore`, `config`) only when a
+`TokenStore` is made, so that listing 1,000 tokens does not pay for them.
 """
 
 from __future__ import annotations
@@ -14,17 +18,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
-import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from oauthtok import layout, paths
 from oauthtok.errors import ReauthorizationRequired, StoreError, TokenNotFound, UsageError, command
-from oauthtok.filestore import write_atomic as atomic_write
 from oauthtok.models import TokenRecord, TokenSet
-from oauthtok.stores import check as check_secrets
-from oauthtok.stores import open_secrets
 
 if TYPE_CHECKING:
     from filelock import FileLock
@@ -52,7 +51,30 @@ def validate_name(name: str) -> str:
 
 
 def new_token_id() -> str:
+    import uuid
+
     return uuid.uuid4().hex
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """The file store's atomic write (0600 temp file, fsync, rename), imported when writing."""
+    from oauthtok.filestore import write_atomic
+
+    write_atomic(path, data)
+
+
+def check_store_choice() -> None:
+    """Raise CatalogError (exit 7) where `TokenStore()` would: config.toml or OAUTHTOK_STORE
+    is invalid. Without either (the common case) `config` is not imported: `open()` of a
+    missing config.toml is what `config.load_config` turns into the defaults."""
+    if not os.environ.get("OAUTHTOK_STORE", "").strip():
+        try:
+            os.stat(os.path.join(paths.config_dir(), "config.toml"))  # config.CONFIG_FILE
+        except FileNotFoundError:
+            return
+    from oauthtok.config import load_config
+
+    load_config()
 
 
 def ensure_private_dir(path: str) -> None:
@@ -92,6 +114,8 @@ def check_ours(path: str) -> None:
             "(OAUTHTOK_DATA_DIR) or give it to yourself"
         )
     if st.st_mode & 0o022:
+        import shlex
+
         kind = "folder" if stat.S_ISDIR(st.st_mode) else "file"
         raise StoreError(
             f"the {kind} {path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
@@ -99,17 +123,97 @@ def check_ours(path: str) -> None:
         )
 
 
-class TokenStore:
-    def __init__(self, secrets: KeyedSecrets | None = None, data_dir: str | None = None) -> None:
+class MetadataReader:
+    """The stored tokens' metadata (`names.json`, `tokens/<id>.json`), read only; never the
+    secret store."""
+
+    def __init__(self, data_dir: str | None = None) -> None:
         self.data_dir = data_dir or paths.data_dir()
-        # the chosen store (config.toml, OAUTHTOK_STORE): the keyring unless the file store
-        self.secrets: KeyedSecrets = secrets or open_secrets(self.data_dir)
         self.names_path = layout.names_path(self.data_dir)
         self._checked = False
+
+    def _check_folder(self) -> None:
+        """The data folder and its index must be ours (once per process)."""
+        if not self._checked:
+            for path in (self.data_dir, self.names_path):
+                check_ours(path)
+            self._checked = True
+
+    # -- reading ----------------------------------------------------------------------------
+    def _corrupt(self, path: str, exc: BaseException) -> StoreError:
+        return StoreError(
+            f"{path} is corrupt ({type(exc).__name__}: {exc}); it was left as it is: restore it "
+            "from a backup or move it aside"
+        )
+
+    def _names(self) -> dict[str, str]:
+        self._check_folder()
+        try:
+            return layout.read_names(self.data_dir)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self._corrupt(self.names_path, exc) from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.names_path}: {exc}") from None
+
+    def _record(self, name: str, token_id: str) -> TokenRecord:
+        try:
+            return TokenRecord.from_json(
+                {**layout.read_record(self.data_dir, token_id), "name": name}
+            )
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise self._unreadable(name, token_id, exc) from None
+
+    def _unreadable(self, name: str, token_id: str, exc: Exception) -> StoreError:
+        """Why a token's record cannot be read: missing, unreadable or corrupt."""
+        path = layout.record_path(self.data_dir, token_id)
+        if isinstance(exc, FileNotFoundError):
+            return StoreError(
+                f"the metadata of token {name!r} ({path}) is missing; `{command('delete', name)}` "
+                "and create it again"
+            )
+        if isinstance(exc, OSError):
+            return StoreError(f"cannot read {path}: {exc}")
+        return self._corrupt(path, exc)  # ValueError (UnicodeDecodeError too), TypeError, KeyError
+
+    def records(self) -> list[TokenRecord]:
+        """Every token's metadata, sorted by name. Never reads the keyring."""
+        names = self._names()
+        ordered = sorted(names, key=layout.name_key)
+        return [self._record(name, names[name]) for name in ordered]
+
+    def find(self, name: str) -> TokenRecord | None:
+        found = layout.lookup(self._names(), name)
+        return None if found is None else self._record(*found)
+
+    def get(self, name: str) -> TokenRecord:
+        record = self.find(name)
+        if record is None:
+            raise TokenNotFound(f"no token named {name!r}; `oauthtok list` shows the names")
+        return record
+
+    def get_by_id(self, token_id: str, name: str) -> TokenRecord:
+        """The current record of a token (it may have been renamed meanwhile)."""
+        for display, other in self._names().items():
+            if other == token_id:
+                return self._record(display, token_id)
+        raise TokenNotFound(f"token {name!r} was deleted meanwhile")
+
+
+class TokenStore(MetadataReader):
+    def __init__(self, secrets: KeyedSecrets | None = None, data_dir: str | None = None) -> None:
+        super().__init__(data_dir)
+        # the chosen store (config.toml, OAUTHTOK_STORE): the keyring unless the file store
+        if not secrets:
+            from oauthtok.stores import open_secrets
+
+            secrets = open_secrets(self.data_dir)
+        self.secrets: KeyedSecrets = secrets
 
     def check_available(self) -> None:
         """Raise StoreError (exit 8) now when the data folder or the secret store is unusable,
         before a person consents to anything whose tokens could then not be kept."""
+        from oauthtok.stores import check as check_secrets
+
         try:
             ensure_private_dir(self.data_dir)
         except OSError as exc:
@@ -118,13 +222,6 @@ class TokenStore:
                 "it is yours and writable (OAUTHTOK_DATA_DIR moves it)"
             ) from None
         check_secrets(self.secrets)  # the keyring answers; the file store's key command too
-
-    def _check_folder(self) -> None:
-        """The data folder and its index must be ours (once per process)."""
-        if not self._checked:
-            for path in (self.data_dir, self.names_path):
-                check_ours(path)
-            self._checked = True
 
     # -- locks ------------------------------------------------------------------------------
     def _lock(self, name: str) -> FileLock:
@@ -164,61 +261,6 @@ class TokenStore:
     def token_lock(self, record: TokenRecord) -> contextlib.AbstractContextManager[None]:
         """Serializes refreshes of one token across processes (single-flight)."""
         return self._locked(f"token-{record.id}", f"token {record.name!r}")
-
-    # -- reading ----------------------------------------------------------------------------
-    def _corrupt(self, path: str, exc: BaseException) -> StoreError:
-        return StoreError(
-            f"{path} is corrupt ({type(exc).__name__}: {exc}); it was left as it is: restore it "
-            "from a backup or move it aside"
-        )
-
-    def _names(self) -> dict[str, str]:
-        self._check_folder()
-        try:
-            return layout.read_names(self.data_dir)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise self._corrupt(self.names_path, exc) from None
-        except OSError as exc:
-            raise StoreError(f"cannot read {self.names_path}: {exc}") from None
-
-    def _record(self, name: str, token_id: str) -> TokenRecord:
-        path = layout.record_path(self.data_dir, token_id)
-        try:
-            return TokenRecord.from_json(
-                {**layout.read_record(self.data_dir, token_id), "name": name}
-            )
-        except FileNotFoundError:
-            raise StoreError(
-                f"the metadata of token {name!r} ({path}) is missing; `{command('delete', name)}` "
-                "and create it again"
-            ) from None
-        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-            raise self._corrupt(path, exc) from None
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc}") from None
-
-    def records(self) -> list[TokenRecord]:
-        """Every token's metadata, sorted by name. Never reads the keyring."""
-        names = self._names()
-        ordered = sorted(names, key=layout.name_key)
-        return [self._record(name, names[name]) for name in ordered]
-
-    def find(self, name: str) -> TokenRecord | None:
-        found = layout.lookup(self._names(), name)
-        return None if found is None else self._record(*found)
-
-    def get(self, name: str) -> TokenRecord:
-        record = self.find(name)
-        if record is None:
-            raise TokenNotFound(f"no token named {name!r}; `oauthtok list` shows the names")
-        return record
-
-    def get_by_id(self, token_id: str, name: str) -> TokenRecord:
-        """The current record of a token (it may have been renamed meanwhile)."""
-        for display, other in self._names().items():
-            if other == token_id:
-                return self._record(display, token_id)
-        raise TokenNotFound(f"token {name!r} was deleted meanwhile")
 
     # -- writing (callers hold the index lock) ----------------------------------------------
     def _write(self, path: str, data: dict[str, Any]) -> None:

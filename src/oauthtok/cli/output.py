@@ -92,9 +92,7 @@ def print_table(
     """A rich table on a terminal (columns named in `keep` are never folded or cut: a person
     types them next; the others fold), tab-separated lines with a header when piped."""
     if not is_tty():
-        print("\t".join(columns))
-        for row in rows:
-            print("\t".join(row))
+        sys.stdout.write("".join(["\t".join(line) + "\n" for line in (columns, *rows)]))
         return
     from rich.markup import escape
     from rich.table import Table

@@ -7,6 +7,7 @@ the Typer commands call the same functions, so both give the same output.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from oauthtok.cli.output import (
     console,
@@ -18,7 +19,18 @@ from oauthtok.cli.output import (
     say,
     when,
 )
-from oauthtok.sanitize import terminal_block, terminal_text
+
+if TYPE_CHECKING:
+    from oauthtok.store import MetadataReader
+
+
+def metadata() -> MetadataReader:
+    """The stored tokens' metadata, read without opening the secret store; an invalid store
+    choice is refused first (exit 7), as by every command that opens the store."""
+    from oauthtok.store import MetadataReader, check_store_choice
+
+    check_store_choice()
+    return MetadataReader()
 
 
 def list_view(as_json: bool) -> None:
@@ -26,9 +38,8 @@ def list_view(as_json: bool) -> None:
     from oauthtok.contract import shown_scopes
     from oauthtok.grants import catalog_or_none, lapses_at, needs_catalog
     from oauthtok.models import record_json
-    from oauthtok.store import TokenStore
 
-    records = TokenStore().records()
+    records = metadata().records()
     now = time.time()
     catalog = catalog_or_none() if needs_catalog(records) else None
     if as_json:
@@ -67,9 +78,9 @@ def show_view(name: str, as_json: bool) -> None:
     """Everything about one token except its secrets."""
     from oauthtok.grants import catalog_or_none, lapse_of
     from oauthtok.models import TokenAuth, record_json
-    from oauthtok.store import TokenStore
+    from oauthtok.sanitize import terminal_text
 
-    record = TokenStore().get(name)
+    record = metadata().get(name)
     now = time.time()
     lapse = lapse_of(record, catalog_or_none() if record.lapse_rules is None else None)
     data = record_json(record, now, lapse.at)
@@ -121,6 +132,7 @@ def show_view(name: str, as_json: bool) -> None:
 def services_view(as_json: bool) -> None:
     from oauthtok.catalog import load_catalog
     from oauthtok.models import service_json
+    from oauthtok.sanitize import terminal_text
 
     catalog = load_catalog()
     if as_json:
@@ -132,6 +144,7 @@ def services_view(as_json: bool) -> None:
 
 def show_help_view(service: str | None) -> None:
     from oauthtok.catalog import get_service, help_markdown, load_catalog, overview_text
+    from oauthtok.sanitize import terminal_block
 
     catalog = load_catalog()
     if service is None:

@@ -563,7 +563,13 @@ def test_list_and_show_refuse_an_invalid_config_like_every_command(
     store = TokenStore(SecretStore(MemoryKeyring()))
     store.add(make_record(), make_secrets())
     assert quick("list", []) == 0
-    Path(config_dir()).mkdir(parents=True)
+    Path(config_dir()).parent.mkdir(parents=True)
+    Path(config_dir()).write_text("")  # a file where the config folder goes
+    for args in (["list"], ["show", "work-mail"]):
+        assert quick(args[0], args[1:]) == 7, args
+        assert "config.toml: cannot read the config (Not a directory)" in capsys.readouterr().err
+    Path(config_dir()).unlink()
+    Path(config_dir()).mkdir()
     (Path(config_dir()) / "config.toml").write_text(config)
     for args in (["list"], ["list", "--json"], ["show", "work-mail"]):
         assert quick(args[0], args[1:]) == 7, args

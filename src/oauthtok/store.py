@@ -65,13 +65,15 @@ def atomic_write(path: str, data: bytes) -> None:
 
 def check_store_choice() -> None:
     """Raise CatalogError (exit 7) where `TokenStore()` would: config.toml or OAUTHTOK_STORE
-    is invalid. Without either (the common case) `config` is not imported: `open()` of a
-    missing config.toml is what `config.load_config` turns into the defaults."""
+    is invalid. Without either (the common case) `config` is not imported: a missing
+    config.toml is what `config.load_config` turns into the defaults."""
     if not os.environ.get("OAUTHTOK_STORE", "").strip():
         try:
             os.stat(os.path.join(paths.config_dir(), "config.toml"))  # config.CONFIG_FILE
         except FileNotFoundError:
             return
+        except OSError:
+            pass  # unreadable, or under a file: load_config says so
     from oauthtok.config import load_config
 
     load_config()

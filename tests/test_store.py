@@ -8,7 +8,7 @@ import stat
 import subprocess
 import sys
 import time
-from dataclasses import FrozenInstanceError, fields
+from dataclasses import FrozenInstanceError, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -485,6 +485,26 @@ def test_a_record_read_is_the_record_written(tmp_path: Path) -> None:
     assert a.params == {} and a.params is not b.params  # a fresh default, as __init__ gives
     with pytest.raises(FrozenInstanceError):
         a.name = "x"  # type: ignore[misc]
+
+
+def test_a_dataclass_that_needs_its_init_gets_it() -> None:
+    from oauthtok.models import _build
+
+    @dataclass(frozen=True)
+    class Checked:
+        days: float
+
+        def __post_init__(self) -> None:
+            if self.days < 0:
+                raise ValueError("negative")
+
+    @dataclass(frozen=True, slots=True)
+    class Slotted:
+        days: float
+
+    with pytest.raises(ValueError, match="negative"):
+        _build(Checked, {"days": -1})
+    assert _build(Slotted, {"days": 1}) == Slotted(1)
 
 
 #: a corruption of one record, and what the dataclass itself says of it (the report's words)

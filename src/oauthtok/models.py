@@ -238,8 +238,13 @@ class _Template:
         self.defaults = {f.name: None if f.default is MISSING else f.default for f in all_fields}
         self.factories = [(f.name, f.default_factory) for f in all_fields
                           if f.default_factory is not MISSING]  # fmt: skip
-        #: only a plain frozen dataclass may skip its __init__
-        self.plain = not hasattr(cls, "__post_init__") and all(f.init for f in all_fields)
+        #: only a plain dataclass may skip its __init__: no __post_init__, no __slots__, and
+        #: every field an argument of __init__
+        self.plain = (
+            not hasattr(cls, "__post_init__")
+            and not hasattr(cls, "__slots__")
+            and all(f.init for f in all_fields)
+        )
 
 
 _TEMPLATES: dict[type, _Template] = {}

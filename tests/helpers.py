@@ -100,17 +100,94 @@ def create_token(
     env: dict[str, str] | None = None,
     client_scope: str | None = None,
     timeout: float = 60,
+    auth: str | None = None,
+    in_process: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """`oauthtok create` against the Authlib server (the `testidp`/`testfull` services of the
-    `test_catalog` fixture), its client registered first; the secret comes from the env."""
-    auth = "client_secret_basic" if service in ("oidc", "testidp") else "client_secret_post"
+    `test_catalog` fixture), its client registered first (with the service's client
+    authentication, or `auth`; "none" for a public client); the secret comes from the env.
+    `in_process`: run by `create_in_process` (see `seed_token`)."""
+    if auth is None:
+        auth = "client_secret_basic" if service in ("oidc", "testidp") else "client_secret_post"
     extra = {} if client_scope is None else {"scope": client_scope}
-    server.add_client(f"client-{name}", FLOW_SECRET, auth, **extra)
-    return run_oauthtok(
-        "create", name, "--service", service, "--client-id", f"client-{name}",
-        "--scopes", scopes, "--timeout", "30", *args,
-        env={"OAUTHTOK_CLIENT_SECRET": FLOW_SECRET, **(env or {})}, timeout=timeout,
-    )  # fmt: skip
+    secret = None if auth == "none" else FLOW_SECRET
+    server.add_client(f"client-{name}", secret, auth, **extra)
+    args = (name, "--service", service, "--client-id", f"client-{name}", "--scopes", scopes,
+            "--timeout", "30", *args)  # fmt: skip
+    env = {"OAUTHTOK_CLIENT_SECRET": FLOW_SECRET, **(env or {})}
+    if in_process:
+        return create_in_process(*args, env=env)
+    return run_oauthtok("create", *args, env=env, timeout=timeout)
+
+
+def seed_token(server: Any, *args: str, **options: Any) -> None:
+    """A token to test what comes after `create` (token, refresh, status, exec…): made by
+    `create_token`'s command in this process; fails the test when it cannot be made."""
+    result = create_token(server, *args, in_process=True, **options)
+    assert result.returncode == 0, result.stderr
+
+
+def follow_in_process(url: str) -> bool:
+    """The scripted browser's `follow` mode in this process (for `webbrowser.open`): approve at
+    the authorization server, then come back to the loopback listener with its redirect."""
+    from tests.fake_browser import get
+
+    status, headers, _ = get(url)
+    location = headers.get("location")
+    if status in (301, 302, 303, 307) and location:
+        get(location)
+    return True
+
+
+def create_in_process(
+    *args: str, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`oauthtok create ARGS` run in this process by Typer's runner, with the scripted browser's
+    `follow` in a thread of this process: the same command, sign-in (authorization endpoint,
+    loopback listener, code exchange) and store as the real program's, without starting two
+    Pythons. For tests whose subject comes after the token exists; what `create` itself does
+    as a program (its output, the browser it starts, Ctrl-C) is tested with `run_oauthtok`.
+    `test_seed.py` holds what this stores equal to what the real program stores."""
+    import traceback
+    import webbrowser
+    from unittest import mock
+
+    from typer.testing import CliRunner
+
+    from oauthtok.cli.app import app
+
+    # a browser can be opened (else `create` falls back to a headless flow); it is this one
+    env = {"BROWSER": os.environ.get("BROWSER") or "in-process", **(env or {})}
+    with mock.patch.object(webbrowser, "open", follow_in_process):
+        result = CliRunner().invoke(app, ["create", *args], input=input, env=env)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        assert result.exc_info is not None
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    return subprocess.CompletedProcess(["create", *args], result.exit_code, result.stdout, stderr)
+
+
+def expire_token(name: str) -> None:
+    """Make a stored token's access token expired now (its secrets and its record), as waiting
+    out its lifetime would, without the wait."""
+    from oauthtok.store import TokenStore
+
+    store = TokenStore()
+    record = store.get(name)
+    past = time.time() - 1
+    store.save_tokens(record, store.read_tokens(record).evolve(expires_at=past), expires_at=past)
+
+
+def keyring_items() -> list[str]:
+    """Every oauthtok entry in the test's Secret Service."""
+    import contextlib
+
+    import secretstorage
+
+    with contextlib.closing(secretstorage.dbus_init()) as bus:
+        collection = secretstorage.get_default_collection(bus)
+        items = collection.search_items({"service": "oauthtok"})
+        return [item.get_attributes()["username"] for item in items]
 
 
 def shown(name: str = "t") -> dict[str, Any]:

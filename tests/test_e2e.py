@@ -10,12 +10,13 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import run_oauthtok
+from tests.helpers import create_in_process, expire_token, keyring_items, run_oauthtok
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -30,17 +31,28 @@ def create(
     scopes: str = "offline_access mail.read",
     extra: tuple[str, ...] = (),
     service: str = "testidp",
+    in_process: bool = False,
 ) -> subprocess.CompletedProcess[str]:
+    """`oauthtok create` (`in_process`: by `create_in_process`, see `seed`)."""
     client_id = f"client-{name}"
     server.add_client(client_id, None if public else SECRET, "none" if public else auth)
-    args = ["create", name, "--service", service, "--client-id", client_id, "--scopes", scopes]
+    args = [name, "--service", service, "--client-id", client_id, "--scopes", scopes]
+    run = create_in_process if in_process else partial(run_oauthtok, "create")
     if public:
-        return run_oauthtok(*args, "--public", *extra)
+        return run(*args, "--public", *extra)
     env = {}
     if auth == "client_secret_post":
         # the catalog says basic; a user override file switches the service to post
         env["OAUTHTOK_SERVICES"] = os.environ["OAUTHTOK_SERVICES"] + os.pathsep + post_override()
-    return run_oauthtok(*args, "--client-secret-stdin", *extra, input=SECRET + "\n", env=env)
+    return run(*args, "--client-secret-stdin", *extra, input=SECRET + "\n", env=env)
+
+
+def seed(server: Any, name: str = "work-mail", **options: Any) -> None:
+    """A token for tests of what comes after `create`: `create`'s command run in this process
+    (tests.helpers.create_in_process); the real program's `create` is tested above and in
+    test_flows."""
+    result = create(server, name, in_process=True, **options)
+    assert result.returncode == 0, result.stderr
 
 
 def post_override() -> str:
@@ -95,7 +107,7 @@ def test_create_public_client_with_pkce_only(auth_server: Any) -> None:
 
 
 def test_formats(auth_server: Any) -> None:
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     raw = token().stdout.strip()
     assert token("work-mail", "--format", "header").stdout == f"Authorization: Bearer {raw}\n"
     data = json.loads(token("work-mail", "--format=json").stdout)
@@ -106,7 +118,7 @@ def test_formats(auth_server: Any) -> None:
 
 def test_expiry_refresh_and_rotation(auth_server: Any) -> None:
     auth_server.knobs.expires_in = 30  # below the default --min-valid of 60 s
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     first = token()
     assert first.returncode == 0, first.stderr
     assert auth_server.knobs.refresh_requests == 1  # due at once: refreshed before printing
@@ -126,7 +138,7 @@ def test_expiry_refresh_and_rotation(auth_server: Any) -> None:
 
 def test_reply_without_refresh_token_keeps_the_old_one(auth_server: Any) -> None:
     auth_server.knobs.rotate_refresh_tokens = False
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     for _ in range(2):
         result = run_oauthtok("refresh", "work-mail", "--force")
         assert result.returncode == 0, result.stderr
@@ -135,9 +147,8 @@ def test_reply_without_refresh_token_keeps_the_old_one(auth_server: Any) -> None
 
 @pytest.mark.slow
 def test_twenty_concurrent_processes_on_expired_token(auth_server: Any) -> None:
-    auth_server.knobs.expires_in = 1
-    assert create(auth_server).returncode == 0
-    time.sleep(1.2)  # now expired
+    seed(auth_server)
+    expire_token("work-mail")
     auth_server.knobs.expires_in = 3600
     auth_server.knobs.refresh_delay = 0.3
     start = auth_server.knobs.refresh_requests
@@ -149,9 +160,8 @@ def test_twenty_concurrent_processes_on_expired_token(auth_server: Any) -> None:
 
 
 def test_invalid_grant_needs_reauthorization_then_reauthorize(auth_server: Any) -> None:
-    auth_server.knobs.expires_in = 1
-    assert create(auth_server).returncode == 0
-    time.sleep(1.2)
+    seed(auth_server)
+    expire_token("work-mail")
     auth_server.revoke_all()
     result = token()
     assert result.returncode == 4
@@ -169,20 +179,16 @@ def test_invalid_grant_needs_reauthorization_then_reauthorize(auth_server: Any) 
     assert listed[0]["status"] == "valid"
 
 
-def _stored_secret(name: str) -> str:
-    code = (
-        "import json,sys;from oauthtok.store import TokenStore;s=TokenStore();"
-        f"r=s.get({name!r});print(s.secrets.get(r.id))"
-    )
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
+def _stored_secret(name: str) -> str | None:
+    from oauthtok.store import TokenStore
+
+    store = TokenStore()
+    return store.secrets.get(store.get(name).id)
 
 
 def test_provider_outage_leaves_tokens_untouched(auth_server: Any) -> None:
-    auth_server.knobs.expires_in = 1
-    assert create(auth_server).returncode == 0
-    time.sleep(1.2)
+    seed(auth_server)
+    expire_token("work-mail")
     before = _stored_secret("work-mail")
     auth_server.knobs.token_endpoint_status = 503
     result = token()
@@ -192,9 +198,8 @@ def test_provider_outage_leaves_tokens_untouched(auth_server: Any) -> None:
 
 
 def test_server_down_is_a_network_error(auth_server: Any) -> None:
-    auth_server.knobs.expires_in = 1
-    assert create(auth_server).returncode == 0
-    time.sleep(1.2)
+    seed(auth_server)
+    expire_token("work-mail")
     before = _stored_secret("work-mail")
     auth_server.stop()
     result = token()
@@ -271,7 +276,7 @@ def test_ctrl_c_while_waiting_saves_nothing(
 
 
 def test_duplicate_name_is_refused_before_the_browser(auth_server: Any, browser: Path) -> None:
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     browser.write_text("")
     result = create(auth_server, name="WORK-MAIL")
     assert result.returncode == 2
@@ -312,7 +317,7 @@ def imported_modules(*args: str) -> tuple[subprocess.CompletedProcess[str], set[
 
 
 def test_cached_token_path_imports_nothing_heavy(auth_server: Any) -> None:
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     result, modules = imported_modules("token", "work-mail", "--format", "json")
     assert result.returncode == 0 and json.loads(result.stdout)["access_token"].startswith("at-")
     assert "oauthtok.minibus" in modules and "oauthtok.fastpath" in modules
@@ -321,7 +326,7 @@ def test_cached_token_path_imports_nothing_heavy(auth_server: Any) -> None:
 
 
 def test_due_token_takes_the_full_path_with_the_same_answer(auth_server: Any) -> None:
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     result, modules = imported_modules("token", "work-mail", "--min-valid", "99999")
     assert result.returncode == 0 and "httpx" in modules and "oauthtok.handout" in modules
     assert "typer" not in modules and "rich" not in modules  # a refresh needs no CLI
@@ -330,8 +335,8 @@ def test_due_token_takes_the_full_path_with_the_same_answer(auth_server: Any) ->
 
 
 def test_refresh_all_reports_each_token(auth_server: Any) -> None:
-    assert create(auth_server, name="a").returncode == 0
-    assert create(auth_server, name="b").returncode == 0
+    seed(auth_server, name="a")
+    seed(auth_server, name="b")
     still = run_oauthtok("refresh", "--all")
     assert still.returncode == 0
     assert still.stdout == "2 tokens: still valid for more than 60 s (use --force to refresh)\n"
@@ -375,7 +380,7 @@ SAME_ANSWER = [
 
 
 def test_same_answer_with_and_without_the_fast_path(auth_server: Any) -> None:
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     for args in SAME_ANSWER:
         fast = token(*args)
         full = token(*args, env={"OAUTHTOK_NO_FAST_PATH": "1"})
@@ -389,14 +394,14 @@ def test_same_answer_with_and_without_the_fast_path(auth_server: Any) -> None:
 
 @pytest.mark.parametrize("fmt", ["raw", "header", "json"])
 def test_every_format_is_answered_by_the_fast_path(auth_server: Any, fmt: str) -> None:
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     result, modules = imported_modules("token", "work-mail", "--format", fmt)
     assert result.returncode == 0 and "oauthtok.fastpath" in modules
     assert "oauthtok.handout" not in modules  # answered from the cache, not handed over
 
 
 def test_debug_says_why_the_fast_path_declined(auth_server: Any) -> None:
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     quiet = token("nope")
     assert "debug" not in quiet.stderr and quiet.returncode == 3
     loud = token("nope", env={"OAUTHTOK_DEBUG": "1"})
@@ -421,20 +426,8 @@ def test_a_create_that_fails_late_leaves_nothing_behind(auth_server: Any, tmp_pa
     assert issued and all(t.revoked for t in issued)
 
 
-def keyring_items() -> list[str]:
-    """Every oauthtok entry in the test's Secret Service."""
-    code = (
-        "import secretstorage\n"
-        "c = secretstorage.get_default_collection(secretstorage.dbus_init())\n"
-        "print('\\n'.join(i.get_attributes()['username'] "
-        "for i in c.search_items({'service': 'oauthtok'})))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return out.stdout.split()
-
-
 def test_an_internal_error_is_one_line_and_exit_1(auth_server: Any, tmp_path: Path) -> None:
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     record_dir = Path(os.environ["XDG_DATA_HOME"]) / "oauthtok" / "tokens"
     (record_path,) = record_dir.glob("*.json")
     record = json.loads(record_path.read_text())
@@ -463,7 +456,7 @@ QUICK_SAME = [
 
 
 def test_read_only_commands_answer_the_same_before_and_after_typer(auth_server: Any) -> None:
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     for args in QUICK_SAME:
         fast = run_oauthtok(*args)
         full = run_oauthtok(*args, env={"OAUTHTOK_NO_FAST_PATH": "1"})

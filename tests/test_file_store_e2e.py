@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import run_oauthtok
-from tests.test_e2e import HEAVY, imported_modules, keyring_items
+from tests.helpers import keyring_items, run_oauthtok
+from tests.test_e2e import HEAVY, imported_modules
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 

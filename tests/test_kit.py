@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ from typer.testing import CliRunner, Result
 from oauthtok.cli.app import app
 from oauthtok.store import TokenStore
 from tests.certs import make_client_certificate
-from tests.helpers import make_record, make_secrets, run_oauthtok
-from tests.test_e2e import HEAVY, SECRET, create, imported_modules, stored_metadata, token
+from tests.helpers import create_in_process, make_record, make_secrets, run_oauthtok
+from tests.test_e2e import HEAVY, SECRET, create, imported_modules, seed, stored_metadata, token
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -62,7 +63,7 @@ def shown(name: str) -> dict[str, Any]:
 
 def test_sasl_formats_with_user(auth_server: Any) -> None:
     """(The same answers without the fast path, and the refusals: test_e2e's SAME_ANSWER.)"""
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     raw = token().stdout.strip()
     xo = token("work-mail", "--format", "xoauth2", "--user", USER)
     assert xo.returncode == 0, xo.stderr
@@ -75,7 +76,7 @@ def test_sasl_formats_with_user(auth_server: Any) -> None:
 
 def test_the_user_defaults_to_the_tokens_account(auth_server: Any) -> None:
     auth_server.knobs.jwt_access_tokens = {"preferred_username": "Alice@Example.test"}
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     raw = token().stdout.strip()
     fast = token("work-mail", "-f", "xoauth2")
     full = token("work-mail", "-f", "xoauth2", env={"OAUTHTOK_NO_FAST_PATH": "1"})
@@ -88,7 +89,7 @@ def test_the_user_defaults_to_the_tokens_account(auth_server: Any) -> None:
 
 def test_sasl_formats_are_answered_by_the_fast_path(auth_server: Any) -> None:
     auth_server.knobs.jwt_access_tokens = {"email": USER}
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     # with --user, and with the account from the claims: still nothing heavy
     for args in (["-f", "xoauth2", "--user", USER], ["-f", "oauthbearer"]):
         result, modules = imported_modules("token", "work-mail", *args)
@@ -108,7 +109,7 @@ PROBE = (
 
 
 def test_exec_puts_the_token_in_the_environment_only(auth_server: Any) -> None:
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     raw = token().stdout.strip()
     proc = subprocess.Popen(
         [sys.executable, "-m", "oauthtok", "exec", "work-mail", "--", sys.executable, "-c", PROBE],
@@ -129,7 +130,7 @@ def test_exec_puts_the_token_in_the_environment_only(auth_server: Any) -> None:
 
 
 def test_exec_exit_status_is_the_programs(auth_server: Any) -> None:
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     assert run_oauthtok("exec", "work-mail", "--", "sh", "-c", "exit 7").returncode == 7
     killed = run_oauthtok("exec", "work-mail", "--", "sh", "-c", "kill -TERM $$")
     assert killed.returncode == -signal.SIGTERM  # it died of the signal itself
@@ -147,7 +148,7 @@ def test_exec_exit_status_is_the_programs(auth_server: Any) -> None:
 
 def test_exec_failures_keep_oauthtoks_codes(auth_server: Any, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     missing = run_oauthtok("exec", "nope", "--", "touch", str(marker))
     assert missing.returncode == 3 and not marker.exists()
     unknown = run_oauthtok("exec", "work-mail", "--", "no-such-program-x")
@@ -170,7 +171,7 @@ def test_exec_failures_keep_oauthtoks_codes(auth_server: Any, tmp_path: Path) ->
 
 def test_inspect_a_jwt(auth_server: Any) -> None:
     auth_server.knobs.jwt_access_tokens = {"aud": "https://mail.example.test", "email": USER}
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     raw = token().stdout.strip()
     result = cli("inspect", "work-mail", "--json")
     assert result.exit_code == 0, result.stderr
@@ -191,7 +192,7 @@ def test_inspect_explains_a_graph_token_used_for_imap(auth_server: Any) -> None:
     auth_server.knobs.jwt_access_tokens = {
         "aud": "https://graph.microsoft.com", "tid": tenant, "scp": "Mail.Read User.Read",
     }  # fmt: skip
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     result = cli("inspect", "work-mail", "--for", "imap", "--json")
     problems = json.loads(result.stdout)["problems"]
     assert len(problems) == 1 and "the audience is Microsoft Graph" in problems[0]
@@ -200,7 +201,7 @@ def test_inspect_explains_a_graph_token_used_for_imap(auth_server: Any) -> None:
 
 
 def test_inspect_an_opaque_token_locally_and_remotely(auth_server: Any) -> None:
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     local = cli("inspect", "work-mail")
     assert local.exit_code == 0 and "not a JWT" in local.stdout and "--remote" in local.stdout
     remote = cli("inspect", "work-mail", "--remote", "--json")
@@ -214,7 +215,7 @@ def test_inspect_an_opaque_token_locally_and_remotely(auth_server: Any) -> None:
 
 
 def test_inspect_remote_needs_an_introspection_endpoint(auth_server: Any) -> None:
-    assert create(auth_server, service="testfull", auth="client_secret_post").returncode == 0
+    seed(auth_server, service="testfull", auth="client_secret_post")
     result = cli("inspect", "work-mail", "--remote")
     assert result.exit_code == 2 and "introspection_url" in result.stderr
     auth_server.stop()  # the local decoding needs no network
@@ -255,7 +256,7 @@ def resource() -> Iterator[tuple[str, list[str]]]:
 
 def test_test_url(auth_server: Any, resource: tuple[str, list[str]]) -> None:
     url, accepted = resource
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     refused = run_oauthtok("test", "work-mail", "--url", url)
     assert refused.returncode == 5 and "error=invalid_token" in refused.stderr
     accepted.append(token().stdout.strip())
@@ -299,7 +300,7 @@ def test_consent_url_for_a_stored_token(auth_server: Any) -> None:
     assert url.startswith("https://login.microsoftonline.com/contoso.com/v2.0/adminconsent?")
     assert "client_id=11111111-2222" in url and "IMAP.AccessAsUser.All" in url
     assert "redirect_uri=http%3A%2F%2Flocalhost" in url
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     wrong = cli("consent-url", "work-mail")
     assert wrong.exit_code == 2 and "testidp token" in wrong.stderr
     both = cli("consent-url", "ms", "--client-id", "x")
@@ -334,11 +335,13 @@ def public_pem(cert: x509.Certificate) -> bytes:
 
 
 def create_with_certificate(
-    server: Any, pem: Path, cert: x509.Certificate, *extra: str, name: str = "app"
-) -> subprocess.CompletedProcess[str]:
+    server: Any, pem: Path, cert: x509.Certificate, *extra: str, name: str = "app",
+    in_process: bool = False,
+) -> subprocess.CompletedProcess[str]:  # fmt: skip
     server.add_client(f"client-{name}", None, "private_key_jwt", public_key_pem=public_pem(cert))
-    return run_oauthtok(
-        "create", name, "--service", "testidp", "--client-id", f"client-{name}",
+    run = create_in_process if in_process else partial(run_oauthtok, "create")
+    return run(
+        name, "--service", "testidp", "--client-id", f"client-{name}",
         "--scopes", "offline_access mail.read", "--client-certificate", str(pem), *extra,
         env={"OAUTHTOK_CLIENT_SECRET": "not-used"},
     )  # fmt: skip
@@ -379,7 +382,8 @@ def test_certificate_credentials_in_every_flow_and_refresh(
 def test_reauthorize_replaces_the_certificate(auth_server: Any, tmp_path: Path) -> None:
     old_pem, new_pem = tmp_path / "old.pem", tmp_path / "new.pem"
     old = make_client_certificate(old_pem, days=100)
-    assert create_with_certificate(auth_server, old_pem, old).returncode == 0
+    seeded = create_with_certificate(auth_server, old_pem, old, in_process=True)
+    assert seeded.returncode == 0, seeded.stderr
     new = make_client_certificate(new_pem, kind="ec", days=700)
     auth_server.clients["client-app"].public_key_pem = public_pem(new)  # rotated at the app
     stale = cli("refresh", "app", "--force")
@@ -396,7 +400,7 @@ def test_reauthorize_replaces_the_certificate(auth_server: Any, tmp_path: Path) 
 
 def test_reauthorize_moves_from_a_secret_to_a_certificate(auth_server: Any, tmp_path: Path) -> None:
     """Microsoft's advice (certificates over secrets) as one command; the secret is dropped."""
-    assert create(auth_server, extra=("--secret-expires", "2099-01-01")).returncode == 0
+    seed(auth_server, extra=("--secret-expires", "2099-01-01"))
     pem = tmp_path / "app.pem"
     cert = make_client_certificate(pem)
     client = auth_server.clients["client-work-mail"]
@@ -441,7 +445,7 @@ def test_secret_expiry_is_stored_and_shown(auth_server: Any) -> None:
     for bad, why in (("31.01.2099", "YYYY-MM-DD"), ("2001-01-01", "has passed")):
         refused = cli("reauthorize", "work-mail", "--secret-expires", bad)
         assert refused.exit_code == 2 and why in refused.stderr
-    assert create(auth_server, name="plain").returncode == 0
+    seed(auth_server, name="plain")
     assert shown("plain")["secret_expires_at"] is None
 
 

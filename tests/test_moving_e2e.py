@@ -12,8 +12,7 @@ from typing import Any
 import pyrage  # type: ignore[import-untyped]
 import pytest
 
-from tests.helpers import run_oauthtok
-from tests.test_e2e import keyring_items
+from tests.helpers import keyring_items, run_oauthtok
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 

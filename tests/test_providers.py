@@ -26,7 +26,7 @@ from oauthtok.manager import TokenManager, choose_flow, renewal_failure, sign_in
 from oauthtok.models import Endpoints
 from oauthtok.scopes import missing_scopes
 from oauthtok.store import TokenStore
-from tests.helpers import create_token, make_record, make_secrets, run_oauthtok, shown
+from tests.helpers import create_token, make_record, make_secrets, run_oauthtok, seed_token, shown
 
 E2E = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 runner = CliRunner()
@@ -52,7 +52,7 @@ def test_a_refresh_asks_only_for_what_was_granted(auth_server: Any) -> None:
 
 @E2E
 def test_reauthorize_changes_scopes_with_a_new_consent(auth_server: Any) -> None:
-    assert create_token(auth_server, scopes="offline_access mail.read").returncode == 0
+    seed_token(auth_server, scopes="offline_access mail.read")
     added = run_oauthtok("reauthorize", "t", "--add-scope", "mail.send")
     assert added.returncode == 0, added.stderr
     assert shown()["scopes"] == ["offline_access", "mail.read", "mail.send"]
@@ -121,7 +121,7 @@ def test_invalid_scope_on_refresh_is_retried_once_without_scope() -> None:
 @E2E
 @pytest.mark.parametrize("error", ["bad_refresh_token", "incorrect_client_credentials"])
 def test_github_errors_in_a_200_answer_need_reauthorization(auth_server: Any, error: str) -> None:
-    assert create_token(auth_server).returncode == 0
+    seed_token(auth_server)
     auth_server.knobs.refresh_error_200 = error
     result = run_oauthtok("token", "t", "--min-valid", "99999")
     assert result.returncode == 4 and "oauthtok reauthorize t" in result.stderr
@@ -131,7 +131,7 @@ def test_github_errors_in_a_200_answer_need_reauthorization(auth_server: Any, er
 
 @E2E
 def test_a_second_revocation_answered_invalid_token_is_success(auth_server: Any) -> None:
-    assert create_token(auth_server).returncode == 0
+    seed_token(auth_server)
     auth_server.knobs.revoke_replies = [(200, {}), (400, {"error": "invalid_token"})]
     result = run_oauthtok("delete", "t", "--yes")
     assert result.returncode == 0 and "revoked it at the provider" in result.stderr
@@ -140,7 +140,7 @@ def test_a_second_revocation_answered_invalid_token_is_success(auth_server: Any)
 
 @E2E
 def test_delete_says_when_the_grant_stays_live(auth_server: Any) -> None:
-    assert create_token(auth_server, service="testidp").returncode == 0  # no revocation URL
+    seed_token(auth_server, service="testidp")  # no revocation URL
     result = run_oauthtok("delete", "t", "--yes")
     assert result.returncode == 0 and "stays live at the provider" in result.stderr
 
@@ -334,7 +334,7 @@ def test_list_never_cuts_a_name(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @E2E
 def test_min_valid_longer_than_the_lifetime_is_said_once(auth_server: Any) -> None:
-    assert create_token(auth_server).returncode == 0
+    seed_token(auth_server)
     first = run_oauthtok("token", "t", "--min-valid", "99999")
     second = run_oauthtok("token", "t", "--min-valid", "99999")
     assert first.returncode == second.returncode == 0
@@ -343,8 +343,8 @@ def test_min_valid_longer_than_the_lifetime_is_said_once(auth_server: Any) -> No
 
 @E2E
 def test_bash_completion_offers_names_services_and_choices(auth_server: Any) -> None:
-    assert create_token(auth_server, name="work-mail").returncode == 0
-    assert create_token(auth_server, name="work-graph").returncode == 0
+    seed_token(auth_server, name="work-mail")
+    seed_token(auth_server, name="work-graph")
 
     def complete(line: str) -> list[str]:
         words = line.split(" ")
@@ -376,7 +376,7 @@ def test_reauthorization_errors_keep_their_codes() -> None:
 
 @E2E
 def test_a_token_of_a_rejected_grant_comes_with_a_warning(auth_server: Any) -> None:
-    assert create_token(auth_server).returncode == 0
+    seed_token(auth_server)
     auth_server.revoke_all()
     assert run_oauthtok("refresh", "t", "--force").returncode == 4
     result = run_oauthtok("token", "t")  # the access token has not expired yet

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.fake_browser import get
-from tests.helpers import create_token, run_oauthtok, shown
+from tests.helpers import create_token, keyring_items, run_oauthtok, seed_token, shown
 from tests.helpers_terminal import assert_terminal_safe
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
@@ -98,7 +98,7 @@ def test_hostile_device_codes_are_shown_safely(auth_server: Any) -> None:
 
 
 def test_hostile_error_text_is_shown_safely(auth_server: Any) -> None:
-    assert create_token(auth_server).returncode == 0
+    seed_token(auth_server)
     auth_server.knobs.refresh_error_200 = "invalid_grant" + HOSTILE
     result = run_oauthtok("token", "t", "--min-valid", "99999")
     assert result.returncode in (4, 6)
@@ -127,7 +127,7 @@ def test_a_malformed_token_answer_saves_nothing(auth_server: Any, override: dict
 
 
 def test_a_malformed_refresh_answer_changes_nothing(auth_server: Any) -> None:
-    assert create_token(auth_server).returncode == 0
+    seed_token(auth_server)
     before = run_oauthtok("token", "t").stdout
     auth_server.knobs.token_overrides = {"access_token": "x\ny"}
     result = run_oauthtok("token", "t", "--min-valid", "99999")
@@ -165,7 +165,7 @@ def test_the_browser_never_inherits_the_client_secret(auth_server: Any, browser:
 
 
 def test_the_data_folder_must_be_ours(auth_server: Any, tmp_path: Path) -> None:
-    assert create_token(auth_server).returncode == 0
+    seed_token(auth_server)
     data = Path(os.environ["XDG_DATA_HOME"]) / "oauthtok"
     data.chmod(0o770 | 0o002)
     try:
@@ -185,7 +185,7 @@ def test_the_data_folder_must_be_ours(auth_server: Any, tmp_path: Path) -> None:
 
 
 def test_a_symlinked_lock_file_is_refused(auth_server: Any, tmp_path: Path) -> None:
-    assert create_token(auth_server).returncode == 0
+    seed_token(auth_server)
     locks = Path(os.environ["XDG_DATA_HOME"]) / "oauthtok" / "locks"
     target = tmp_path / "elsewhere"
     target.write_text("")
@@ -207,19 +207,8 @@ def test_missing_parents_of_the_data_folder_are_made_private(
         assert folder.stat().st_mode & 0o777 == 0o700, folder
 
 
-def keyring_usernames() -> set[str]:
-    code = (
-        "import secretstorage\n"
-        "c = secretstorage.get_default_collection(secretstorage.dbus_init())\n"
-        "print(' '.join(i.get_attributes()['username'] "
-        "for i in c.search_items({'service': 'oauthtok'})))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return set(out.stdout.split())
-
-
 def test_delete_during_a_refresh_leaves_no_keyring_item(auth_server: Any) -> None:
-    assert create_token(auth_server).returncode == 0
+    seed_token(auth_server)
     token_id = shown()["id"]
     auth_server.knobs.refresh_delay = 1.5
     refreshing = subprocess.Popen(
@@ -232,7 +221,7 @@ def test_delete_during_a_refresh_leaves_no_keyring_item(auth_server: Any) -> Non
     deleted = run_oauthtok("delete", "t", "--yes", "--no-revoke")
     refreshing.wait(30)
     assert deleted.returncode == 0, deleted.stderr
-    assert token_id not in keyring_usernames()
+    assert token_id not in keyring_items()
     assert run_oauthtok("list", "--json").stdout.strip() == "[]"
 
 
@@ -256,12 +245,12 @@ def test_two_creates_of_one_name_leave_one_live_grant(auth_server: Any) -> None:
 
 def test_lookalike_names_are_one_name(auth_server: Any) -> None:
     nfc = unicodedata.normalize("NFC", "café")
-    assert create_token(auth_server, name=nfc).returncode == 0
+    seed_token(auth_server, name=nfc)
     nfd = unicodedata.normalize("NFD", "café")
     assert run_oauthtok("token", nfd).returncode == 0
     again = create_token(auth_server, name=nfd)
     assert again.returncode == 2 and "exists already" in again.stderr
-    assert create_token(auth_server, name="mail").returncode == 0
+    seed_token(auth_server, name="mail")
     fullwidth = "".join(chr(ord(c) + 0xFEE0) for c in "mail")
     assert run_oauthtok("show", fullwidth).returncode == 0
 
@@ -297,7 +286,7 @@ def test_a_layer_moving_a_bundled_service_is_said_aloud(
 
 
 def test_records_keep_json_shapes(auth_server: Any) -> None:
-    assert create_token(auth_server).returncode == 0
+    seed_token(auth_server)
     data = json.loads(run_oauthtok("list", "--json").stdout)[0]
     assert "min_valid_warned" not in data and "expiry_note" in data
 
@@ -313,7 +302,7 @@ def test_a_read_only_data_folder_still_answers_reads(auth_server: Any, tmp_path:
     try:
         data = mount_point / "data"
         env = {"OAUTHTOK_DATA_DIR": str(data)}
-        assert create_token(auth_server, env=env).returncode == 0
+        seed_token(auth_server, env=env)
         subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
         for command in (["list"], ["show", "t"], ["token", "t"], ["list", "--json"]):
             assert run_oauthtok(*command, env=env).returncode == 0, command

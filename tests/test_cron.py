@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import run_oauthtok
+from tests.helpers import create_in_process, run_oauthtok
 
 pytestmark = pytest.mark.usefixtures("test_catalog", "browser")
 
@@ -39,8 +39,8 @@ def test_cron_finds_the_session_bus(
     keyring_env: dict[str, str], auth_server: Any, tmp_path: Path
 ) -> None:
     auth_server.add_client("client-cron", "cron-secret", "client_secret_basic")
-    created = run_oauthtok(
-        "create", "cron", "--service", "testidp", "--client-id", "client-cron",
+    created = create_in_process(  # `create`'s command in this process
+        "cron", "--service", "testidp", "--client-id", "client-cron",
         "--scopes", "offline_access mail.read", "--client-secret-stdin", input="cron-secret\n",
     )  # fmt: skip
     assert created.returncode == 0, created.stderr

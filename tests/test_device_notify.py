@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import run_oauthtok
+from tests.helpers import create_in_process, run_oauthtok
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -77,8 +77,8 @@ def needing_reauthorization(server: Any) -> None:
     is headless now)."""
     server.add_client("client-srv", SECRET, "client_secret_post")
     server.knobs.expires_in = 30  # every `token` is due
-    created = run_oauthtok(
-        "create", "srv", "--service", "testfull", "--client-id", "client-srv",
+    created = create_in_process(  # `create`'s command in this process
+        "srv", "--service", "testfull", "--client-id", "client-srv",
         "--scopes", "offline_access mail.read", env={"OAUTHTOK_CLIENT_SECRET": SECRET},
     )  # fmt: skip
     assert created.returncode == 0, created.stderr

@@ -7,12 +7,13 @@ import json
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import keyring_items, run_oauthtok
+from tests.helpers import create_in_process, keyring_items, run_oauthtok
 from tests.test_e2e import HEAVY, imported_modules
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
@@ -43,13 +44,23 @@ def key_command(tmp_path: Path, body: str = f"echo {KEY_HEX}") -> str:
     return str(script)
 
 
-def create(server: Any, name: str = "srv", env: dict[str, str] | None = None) -> Any:
+def create(
+    server: Any, name: str = "srv", env: dict[str, str] | None = None, in_process: bool = False
+) -> Any:
+    """`oauthtok create` (`in_process`: its command in this process, for a token to test what
+    comes after; tests.helpers.create_in_process)."""
     server.add_client(f"client-{name}", SECRET, "client_secret_basic")
-    return run_oauthtok(
-        "create", name, "--service", "testidp", "--client-id", f"client-{name}",
+    run = create_in_process if in_process else partial(run_oauthtok, "create")
+    return run(
+        name, "--service", "testidp", "--client-id", f"client-{name}",
         "--scopes", "offline_access mail.read", "--client-secret-stdin",
         input=SECRET + "\n", env=env,
     )  # fmt: skip
+
+
+def seed(server: Any) -> None:
+    result = create(server, in_process=True)
+    assert result.returncode == 0, result.stderr
 
 
 def secret_file(name: str = "srv") -> Path:
@@ -98,7 +109,7 @@ def test_a_file_store_the_fast_path_may_not_read_goes_to_the_full_path(
     auth_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OAUTHTOK_STORE", "file")
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     secrets = data_dir() / "secrets"
     secrets.chmod(0o750)  # readable by the group: the full path refuses it, so must the fast path
     for args in (["srv"], ["srv", "--format", "json"]):
@@ -123,7 +134,7 @@ def test_the_encrypted_file_store_from_config_toml(auth_server: Any, tmp_path: P
 
 def test_a_failing_key_command_is_exit_8_with_one_line(auth_server: Any, tmp_path: Path) -> None:
     write_config(f'[store]\nbackend = "file"\nkey_command = ["{key_command(tmp_path)}"]\n')
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     key_command(tmp_path, "echo 'no key for you' >&2; exit 3")
     result = run_oauthtok("token", "srv")
     assert result.returncode == 8
@@ -143,7 +154,7 @@ def test_concurrent_token_processes_refresh_once(
     else:
         monkeypatch.setenv("OAUTHTOK_STORE", "file")
     auth_server.knobs.expires_in = 30  # due at once (the default --min-valid is 60 s)
-    assert create(auth_server).returncode == 0
+    seed(auth_server)
     auth_server.knobs.expires_in = 3600
     auth_server.knobs.refresh_delay = 0.3  # the others queue on the lock meanwhile
     with ThreadPoolExecutor(processes) as pool:

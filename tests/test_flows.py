@@ -13,7 +13,7 @@ from typing import IO, Any
 import pytest
 
 from tests.fake_browser import get
-from tests.helpers import run_oauthtok
+from tests.helpers import run_oauthtok, seed_token
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -238,7 +238,7 @@ def test_no_discovery_document(auth_server: Any) -> None:
 
 
 def test_delete_revokes_refresh_then_access_token(auth_server: Any) -> None:
-    assert create(auth_server).returncode == 0
+    seed_token(auth_server)  # the same token as `create`, made in this process
     result = run_oauthtok("delete", "t", "--yes")
     assert result.returncode == 0, result.stderr
     assert "revoked it at the provider" in result.stderr
@@ -248,13 +248,13 @@ def test_delete_revokes_refresh_then_access_token(auth_server: Any) -> None:
 
 
 def test_delete_no_revoke(auth_server: Any) -> None:
-    assert create(auth_server).returncode == 0
+    seed_token(auth_server)  # the same token as `create`, made in this process
     assert run_oauthtok("delete", "t", "--yes", "--no-revoke").returncode == 0
     assert auth_server.knobs.revoked == []
 
 
 def test_failed_revocation_still_deletes_and_warns(auth_server: Any) -> None:
-    assert create(auth_server).returncode == 0
+    seed_token(auth_server)  # the same token as `create`, made in this process
     auth_server.knobs.revocation_status = 503
     result = run_oauthtok("delete", "t", "--yes")
     assert result.returncode == 0

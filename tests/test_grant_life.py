@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import run_oauthtok
+from tests.helpers import create_in_process, follow_in_process, run_oauthtok
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -23,14 +22,16 @@ DAY = 86400
 def create(
     server: Any, *extra: str, name: str = "t", service: str = "testidp",
     scopes: str = "openid offline_access mail.read", env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:  # fmt: skip
+) -> None:  # fmt: skip
+    """A token: `create`'s command in this process (tests.helpers.create_in_process)."""
     auth = "client_secret_post" if service == "testfull" else "client_secret_basic"
     server.add_client(f"client-{name}", SECRET, auth)
-    return run_oauthtok(
-        "create", name, "--service", service, "--client-id", f"client-{name}",
+    result = create_in_process(
+        name, "--service", service, "--client-id", f"client-{name}",
         "--scopes", scopes, "--timeout", "30", *extra,
         env={"OAUTHTOK_CLIENT_SECRET": SECRET, **(env or {})},
     )  # fmt: skip
+    assert result.returncode == 0, result.stderr
 
 
 def shown(name: str = "t", env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -54,8 +55,7 @@ def test_the_account_from_the_id_token_everywhere(auth_server: Any) -> None:
     auth_server.knobs.id_token_claims = {
         "sub": "u-1", "email": "alice@example.com", "preferred_username": "alice\x1b[31m",
     }  # fmt: skip
-    result = create(auth_server)
-    assert result.returncode == 0, result.stderr
+    create(auth_server)
     listed = run_oauthtok("list").stdout.splitlines()
     header = listed[0].split("\t")
     row = dict(zip(header, listed[1].split("\t"), strict=True))
@@ -71,7 +71,7 @@ def test_the_account_from_the_id_token_everywhere(auth_server: Any) -> None:
 
 def test_no_account_when_the_provider_does_not_say(auth_server: Any) -> None:
     auth_server.knobs.id_token_claims = {"sub": "u-1"}
-    assert create(auth_server, scopes="offline_access mail.read").returncode == 0  # no openid
+    create(auth_server, scopes="offline_access mail.read")  # no openid
     assert shown()["account"] is None
     assert json.loads(run_oauthtok("token", "t", "-f", "json").stdout)["account"] is None
     assert "(not reported)" in run_oauthtok("show", "t").stdout
@@ -79,28 +79,26 @@ def test_no_account_when_the_provider_does_not_say(auth_server: Any) -> None:
 
 def test_the_account_from_userinfo_when_there_is_no_id_token(auth_server: Any) -> None:
     auth_server.knobs.userinfo = {"sub": "u-2", "email": "bob@example.com"}
-    result = create(
+    create(
         auth_server, "--param", f"issuer={auth_server.base_url}", service="oidc",
         scopes="openid offline_access",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
     assert shown()["account"] == "bob@example.com"
     assert auth_server.knobs.userinfo_requests == 1
 
 
 def test_a_failing_userinfo_endpoint_costs_only_the_account(auth_server: Any) -> None:
     auth_server.knobs.userinfo = None  # answers 401
-    result = create(
+    create(
         auth_server, "--param", f"issuer={auth_server.base_url}", service="oidc",
         scopes="openid offline_access",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
     assert shown()["account"] is None and auth_server.knobs.userinfo_requests == 1
 
 
 def test_reauthorize_warns_when_the_account_changed(auth_server: Any) -> None:
     auth_server.knobs.id_token_claims = {"sub": "1", "preferred_username": "alice"}
-    assert create(auth_server).returncode == 0
+    create(auth_server)
     same = run_oauthtok("reauthorize", "t")
     assert same.returncode == 0 and "warning" not in same.stderr
     auth_server.knobs.id_token_claims = {"sub": "2", "preferred_username": "mallory"}
@@ -115,7 +113,7 @@ def test_reauthorize_warns_when_the_account_changed(auth_server: Any) -> None:
 
 def test_lifecycle_fields_follow_grant_refresh_and_failure(auth_server: Any) -> None:
     before = time.time()
-    assert create(auth_server).returncode == 0
+    create(auth_server)
     first = shown()
     assert before <= first["obtained_at"] <= time.time()
     assert first["refresh_rotated_at"] == first["obtained_at"] and first["refresh_used_at"] is None
@@ -140,7 +138,7 @@ def test_lifecycle_fields_follow_grant_refresh_and_failure(auth_server: Any) -> 
 
 def test_lapse_from_the_catalog_and_from_the_provider(auth_server: Any) -> None:
     env = catalog_override("[services.testidp]\nrefresh_token_idle_days = 30\n")
-    assert create(auth_server, env=env).returncode == 0
+    create(auth_server, env=env)
     data = shown(env=env)
     assert data["lapses_at"] == int(data["obtained_at"] + 30 * DAY)
     assert run_oauthtok("refresh", "t", "--force", env=env).returncode == 0
@@ -180,12 +178,12 @@ refresh_token_max_days = 7
 
 def test_a_grant_of_an_app_in_testing_ends_after_max_days(auth_server: Any) -> None:
     env = catalog_override(TESTING_SERVICE)
-    assert create(auth_server, "--param", "testing=yes", name="testing", env=env).returncode == 0
+    create(auth_server, "--param", "testing=yes", name="testing", env=env)
     data = shown("testing", env=env)
     assert data["lapses_at"] == int(data["obtained_at"] + 7 * DAY)
     assert run_oauthtok("refresh", "testing", "--force", env=env).returncode == 0
     assert shown("testing", env=env)["lapses_at"] == data["lapses_at"]  # use does not extend it
-    assert create(auth_server, name="published", env=env).returncode == 0
+    create(auth_server, name="published", env=env)
     assert shown("published", env=env)["lapses_at"] is None
 
 
@@ -203,10 +201,7 @@ def test_create_asks_on_a_terminal_whether_the_app_is_in_testing(
     for key, value in catalog_override(TESTING_SERVICE).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(output, "can_prompt", lambda: True)
-    script = str(browser.parent / "browser")
-    monkeypatch.setattr(
-        webbrowser, "open", lambda url: subprocess.run([script, url], check=False) and True
-    )
+    monkeypatch.setattr(webbrowser, "open", follow_in_process)  # the browser, in this process
     auth_server.add_client("cid", SECRET, "client_secret_basic")
     args = ["create", "t", "--service", "testidp", "--client-id", "cid", "--scopes",
             "offline_access mail.read", "--client-secret-stdin", "--timeout", "20"]  # fmt: skip

@@ -1,4 +1,4 @@
-"""`oauthtok test` end to end: a token created by the real program at the Authlib server that
+"""`oauthtok test` end to end: a token created by `create`'s command at the Authlib server that
 Dovecot trusts (its oauth2 passdb asks that server by RFC 7662 introspection), then a real
 IMAP and SMTP login at that Dovecot over TLS on loopback."""
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import run_oauthtok
+from tests.helpers import create_in_process, run_oauthtok
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "trust")
 
@@ -22,7 +22,7 @@ CLIENT = ("kit-login", "kit-login-secret")
 
 @pytest.fixture
 def mailbox(mail_auth: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A token named `box`, created with `oauthtok create` (client credentials) at the
+    """A token named `box`, created by `oauthtok create`'s command (client credentials) at the
     authorization server Dovecot trusts; its access tokens are JWTs naming the account."""
     catalog = tmp_path / "mail.toml"
     catalog.write_text(
@@ -41,8 +41,8 @@ token_auth = "client_secret_basic"
     mail_auth.add_client(*CLIENT, "client_secret_basic", scope="mail.read mail.send")
     mail_auth.knobs.jwt_access_tokens = {"preferred_username": USER}
     try:
-        created = run_oauthtok(
-            "create", "box", "--service", "mailidp", "--client-id", CLIENT[0],
+        created = create_in_process(  # `create`'s command in this process
+            "box", "--service", "mailidp", "--client-id", CLIENT[0],
             "--flow", "client-credentials", "--scopes", "mail.read mail.send",
             env={"OAUTHTOK_CLIENT_SECRET": CLIENT[1]},
         )  # fmt: skip

@@ -12,7 +12,7 @@ from typing import Any
 import pyrage  # type: ignore[import-untyped]
 import pytest
 
-from tests.helpers import keyring_items, run_oauthtok
+from tests.helpers import create_in_process, keyring_items, run_oauthtok
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -23,8 +23,8 @@ KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 def create(server: Any, name: str = "gmail", env: dict[str, str] | None = None) -> None:
     server.knobs.id_token_claims = {"sub": "7", "email": "me@example.com"}
     server.add_client(f"client-{name}", SECRET, "client_secret_basic")
-    result = run_oauthtok(
-        "create", name, "--service", "testidp", "--client-id", f"client-{name}",
+    result = create_in_process(  # the command's own code, in this process
+        name, "--service", "testidp", "--client-id", f"client-{name}",
         "--scopes", "openid offline_access mail.read", "--client-secret-stdin",
         input=SECRET + "\n", env=env,
     )  # fmt: skip

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import run_oauthtok
+from tests.helpers import create_in_process, run_oauthtok
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -22,9 +22,10 @@ DAY = 86400
 
 
 def create(server: Any, name: str, *extra: str, env: dict[str, str] | None = None) -> None:
+    """A token to watch: `create`'s command in this process (tests.helpers.create_in_process)."""
     server.add_client(f"client-{name}", SECRET, "client_secret_basic")
-    result = run_oauthtok(
-        "create", name, "--service", "testidp", "--client-id", f"client-{name}",
+    result = create_in_process(
+        name, "--service", "testidp", "--client-id", f"client-{name}",
         "--scopes", "openid offline_access mail.read", *extra,
         env={"OAUTHTOK_CLIENT_SECRET": SECRET, **(env or {})},
     )  # fmt: skip

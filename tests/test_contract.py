@@ -4,6 +4,7 @@ refuse), and the same command line gives the same output, exit code and error.""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 from typing import Any
 
@@ -73,9 +74,15 @@ FORMS = [
 ]
 
 
+@functools.cache
+def typer_group() -> Any:
+    """The click group Typer builds from the app (once: parsing does not change it)."""
+    return typer.main.get_command(app)
+
+
 def typer_parse(args: list[str]) -> tuple[str, contract.Format, float, str | None] | str:
     """What Typer's parser makes of `oauthtok token ARGS`: the parameters, or "refused"."""
-    group: Any = typer.main.get_command(app)
+    group = typer_group()
     sink = io.StringIO()
     try:
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
@@ -118,7 +125,7 @@ QUICK_CASES = [(c, f) for c, forms in QUICK_FORMS.items() for f in forms]
 
 
 def typer_parse_any(command: str, args: list[str]) -> dict[str, Any] | str:
-    group: Any = typer.main.get_command(app)
+    group = typer_group()
     sink = io.StringIO()
     try:
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):

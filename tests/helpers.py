@@ -1,4 +1,5 @@
-"""Shared test builders: records, secrets, an in-memory keyring, running the real program."""
+"""Shared test builders: records, secrets, an in-memory keyring, running the real program, and
+tokens seeded by `create`'s own command in the test's process (`seed_token`)."""
 
 from __future__ import annotations
 

@@ -168,3 +168,26 @@ def test_importing_is_cheap() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("chosen", ["", " ", *config.BACKENDS, " file ", "File", "nope"])
+def test_the_fast_paths_store_choice_is_the_configs(
+    chosen: str, cfg_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a config file the `token` fast path reads OAUTHTOK_STORE itself (importing
+    `config` costs more than the rest of the run): it must choose as `load_config` does."""
+    from oauthtok import fastpath
+
+    monkeypatch.setenv(config.STORE_ENV, chosen)
+    try:
+        expected: object = (load_config().store.backend, False)
+    except CatalogError as exc:
+        expected = exc
+    try:
+        found: object = fastpath._chosen_store()
+    except CatalogError as exc:
+        found = exc
+    if isinstance(expected, CatalogError):
+        assert isinstance(found, CatalogError) and str(found) == str(expected)
+    else:
+        assert found == expected

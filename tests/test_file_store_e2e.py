@@ -90,6 +90,7 @@ def test_the_plain_file_store_from_the_environment(
     assert json.loads(result.stdout)["access_token"] in entry["value"]
     assert "oauthtok.fastpath" in modules and "oauthtok.handout" not in modules
     assert "jeepney" not in modules and "oauthtok.freedesktop" not in modules
+    assert "oauthtok.config" not in modules  # OAUTHTOK_STORE alone: no config file to read
     assert not [m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY]
     for args in [["srv"], ["srv", "-f", "header"], ["SRV", "--format=json"], ["nope"]]:
         fast = run_oauthtok("token", *args)

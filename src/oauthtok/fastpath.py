@@ -136,12 +136,13 @@ def cached_token(parsed: TokenArgs) -> str | None:
 
 def _chosen_store() -> tuple[str, bool]:
     """(backend, encrypted) as config.toml and OAUTHTOK_STORE choose them (an invalid config
-    raises, and the full path reports it). Without either, the common case, the default is
-    known without importing `config` (typing alone costs ~10 ms here)."""
-    if not os.environ.get("OAUTHTOK_STORE", "").strip() and not os.path.exists(
-        os.path.join(paths.config_dir(), "config.toml")
-    ):
-        return "keyring", False
+    raises, and the full path reports it). Without a config file, the common case, the choice
+    is known without importing `config` (typing alone costs ~10 ms here)."""
+    if not os.path.exists(os.path.join(paths.config_dir(), "config.toml")):
+        # without a config file, OAUTHTOK_STORE alone chooses, and a key command needs the file
+        chosen = os.environ.get("OAUTHTOK_STORE", "").strip() or "keyring"
+        if chosen in ("keyring", "file"):  # config.BACKENDS; anything else: config refuses it
+            return chosen, False
     from oauthtok import config
 
     store = config.load_config().store

@@ -336,3 +336,16 @@ def test_help_lists_the_commands_as_typer_would_without_building_any(width: int)
     assert len(group.commands._built) == len(group.commands) >= 19
     assert fast.getvalue() == full.getvalue()
     assert "create " in fast.getvalue() and "device-wait" not in fast.getvalue()
+
+
+@pytest.mark.parametrize(("args", "code"), [([], 2), (["--help"], 0), (["-h"], 0)])
+def test_the_overview_is_printed_whole_by_the_real_program(args: list[str], code: int) -> None:
+    """The launcher skips the interpreter's shutdown after the overview (~15 ms of `--help`):
+    what Typer printed must still all arrive, with Typer's exit code."""
+    result = subprocess.run(
+        [sys.executable, "-m", "oauthtok", *args], capture_output=True, text=True, timeout=30
+    )
+    out = result.stdout if code == 0 else result.stdout + result.stderr
+    assert result.returncode == code
+    assert out.startswith("Usage: ") and "Commands:" in out
+    assert out.splitlines()[-1].split()[0] == "schedule"  # the last command: nothing cut off

@@ -32,7 +32,23 @@ def main() -> None:
         from oauthtok.errors import report
 
         sys.exit(report(exc))
-    cli_main()
+    if sys.argv[1:] not in ([], ["--help"], ["-h"]):
+        cli_main()
+        return
+    # The overview: Typer prints it and exits. Nothing was opened, written or started, so the
+    # interpreter's shutdown (thousands of objects from Typer's import) can be skipped too.
+    try:
+        cli_main()
+        ended = SystemExit(0)
+    except SystemExit as exc:
+        ended = exc
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        raise ended from None  # the interpreter's exit answers a closed pipe, as before
+    status = ended.code
+    os._exit(status if isinstance(status, int) else (0 if status is None else 1))
 
 
 def _early(args: list[str]) -> int | None:

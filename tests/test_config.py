@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from oauthtok import config
-from oauthtok.config import CommandSpec, load_config, store_backend_fast
+from oauthtok.config import CommandSpec, load_config
 from oauthtok.errors import CatalogError
 
 
@@ -115,7 +115,6 @@ def test_invalid_is_exit_7_with_file_and_key(cfg_dir: Path, text: str, message: 
     assert info.value.exit_code == 7
     assert str(info.value).startswith(f"{path}: ")
     assert "\n" not in str(info.value)
-    assert store_backend_fast() is None  # the fast path leaves it to the full path
 
 
 def test_not_utf8_and_a_folder(cfg_dir: Path) -> None:
@@ -141,14 +140,6 @@ def test_deeply_nested_file_ends_in_exit_7_in_a_real_process(cfg_dir: Path) -> N
     assert done.returncode == 7, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1
-
-
-def test_fast_choice(cfg_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert store_backend_fast() == "keyring"
-    write(cfg_dir, '[store]\nbackend = "file"\n')
-    assert store_backend_fast() == "file"
-    monkeypatch.setenv("OAUTHTOK_STORE", "keyring")
-    assert store_backend_fast() == "keyring"
 
 
 def test_importing_is_cheap() -> None:

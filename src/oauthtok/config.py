@@ -10,7 +10,8 @@
 
 Validated like the catalog: any problem is a CatalogError (exit 7) naming the file and the key.
 Loaded only by the commands that need it. Stdlib only, and cheap to import (no dataclasses, no
-tomllib until a file is read): the `token` fast path asks `store_backend_fast()`.
+tomllib until a file is read). The `token` fast path reads OAUTHTOK_STORE itself when there
+is no config file (`fastpath._chosen_store`, with `contract`'s names).
 """
 
 from __future__ import annotations
@@ -19,16 +20,16 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from oauthtok import paths
+from oauthtok import contract, paths
 from oauthtok.errors import CatalogError
 
 CONFIG_FILE = "config.toml"
 #: a config file is a few lines; anything larger is a mistake (and must not cost memory)
 MAX_BYTES = 64 * 1024
-BACKENDS = ("keyring", "file")
-DEFAULT_BACKEND = "keyring"
+BACKENDS = contract.STORE_BACKENDS
+DEFAULT_BACKEND = contract.DEFAULT_STORE_BACKEND
 DEFAULT_EVERY = 86400
-STORE_ENV = "OAUTHTOK_STORE"
+STORE_ENV = contract.STORE_ENV
 
 
 class CommandSpec(NamedTuple):
@@ -209,14 +210,3 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
     except RecursionError:
         raise CatalogError(f"{path}: invalid TOML: nested too deeply") from None
     return validate(data, path, environ)
-
-
-def store_backend_fast(environ: Mapping[str, str] | None = None) -> str | None:
-    """The chosen secret store for the `token` fast path, or None when the full path must
-    decide (the config is invalid, and the full path reports it). Without a config file this
-    costs one failed open(); a config file that exists is read and validated in full, so the
-    fast path never answers where the full path would refuse."""
-    try:
-        return load_config(environ=environ).store.backend
-    except Exception:
-        return None

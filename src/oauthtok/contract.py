@@ -47,6 +47,11 @@ COLLECTION_ALIAS = "default"
 #: an entry too large for a capped backend holds this header plus the number of chunks
 CHUNK_HEADER = "oauthtok-chunks:"
 
+# -- the secret store's choice (config.toml's [store] backend, or this variable) -------------
+STORE_BACKENDS = ("keyring", "file")
+DEFAULT_STORE_BACKEND = "keyring"
+STORE_ENV = "OAUTHTOK_STORE"
+
 
 def item_attributes(key: str) -> dict[str, str]:
     """The attributes an entry is searched by (the writer adds `application`)."""

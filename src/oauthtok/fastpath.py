@@ -140,8 +140,8 @@ def _chosen_store() -> tuple[str, bool]:
     is known without importing `config` (typing alone costs ~10 ms here)."""
     if not os.path.exists(os.path.join(paths.config_dir(), "config.toml")):
         # without a config file, OAUTHTOK_STORE alone chooses, and a key command needs the file
-        chosen = os.environ.get("OAUTHTOK_STORE", "").strip() or "keyring"
-        if chosen in ("keyring", "file"):  # config.BACKENDS; anything else: config refuses it
+        chosen = os.environ.get(contract.STORE_ENV, "").strip() or contract.DEFAULT_STORE_BACKEND
+        if chosen in contract.STORE_BACKENDS:  # anything else: config refuses it, in its words
             return chosen, False
     from oauthtok import config
 

@@ -57,15 +57,17 @@ def read_secret(namespace: str, key: str, timeout: float = 5.0) -> str | None:
         if path == "/":
             raise Unavailable("no default collection")
         attributes = {"service": namespace, "username": key}
-        (items,) = conn.call(_BUS_NAME, str(path), _COLLECTION, "SearchItems", "a{ss}",
-                             (attributes,))  # fmt: skip
+        search = conn.send(_BUS_NAME, str(path), _COLLECTION, "SearchItems", "a{ss}",
+                           (attributes,))  # fmt: skip
+        (items,) = conn.reply(search)
         if not isinstance(items, list) or not items:
             return None
         if len(items) != 1:
             raise Unavailable(f"{len(items)} items match")
         _, session = conn.reply(opened)
-        (secrets,) = conn.call(_BUS_NAME, _SERVICE_PATH, _SERVICE, "GetSecrets", "aoo",
-                               (items, session))  # fmt: skip
+        fetch = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "GetSecrets", "aoo",
+                          (items, session))  # fmt: skip
+        (secrets,) = conn.reply(fetch)
         if not isinstance(secrets, dict) or items[0] not in secrets:
             # GetSecrets leaves out locked items: unlocking needs a prompt, which only the
             # full path shows

@@ -38,7 +38,7 @@ _PATH, _INTERFACE, _MEMBER, _ERROR_NAME, _REPLY_SERIAL, _DESTINATION, _SIGNATURE
     8,
 )
 _ALIGN = {
-    "y": 1, "b": 4, "n": 2, "q": 2, "i": 4, "u": 4, "x": 8, "t": 8, "d": 8, "h": 4,
+    "y": 1, "b": 4, "n": 2, "q": 2, "i": 4, "u": 4, "x": 8, "t": 8, "d": 8,
     "s": 4, "o": 4, "g": 1, "a": 4, "(": 8, "{": 8, "v": 1,
 }  # fmt: skip
 _FIXED = {"y": "B", "b": "I", "n": "h", "q": "H", "i": "i", "u": "I", "x": "q", "t": "Q", "d": "d"}
@@ -339,18 +339,6 @@ class Connection:
         if message_type == _ERROR:
             raise BusError(f"call {serial}: {fields.get(_ERROR_NAME, 'error')}")
         return body
-
-    def call(
-        self,
-        destination: str,
-        path: str,
-        interface: str,
-        member: str,
-        signature: str,
-        body: tuple[object, ...],
-    ) -> tuple[object, ...]:
-        """Call a method and return the reply's body; BusError for an error reply."""
-        return self.reply(self.send(destination, path, interface, member, signature, body))
 
     def _read_message(self) -> tuple[int, dict[int, object], tuple[object, ...]]:
         fixed = self._recv(16)

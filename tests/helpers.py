@@ -180,7 +180,8 @@ def expire_token(name: str) -> None:
 
 
 def keyring_items() -> list[str]:
-    """Every oauthtok entry in the test's Secret Service."""
+    """Every oauthtok entry in the test's Secret Service (their ids, sorted: the service's
+    search order is its own and may change when an item is added and removed again)."""
     import contextlib
 
     import secretstorage
@@ -188,7 +189,7 @@ def keyring_items() -> list[str]:
     with contextlib.closing(secretstorage.dbus_init()) as bus:
         collection = secretstorage.get_default_collection(bus)
         items = collection.search_items({"service": "oauthtok"})
-        return [item.get_attributes()["username"] for item in items]
+        return sorted(item.get_attributes()["username"] for item in items)
 
 
 def shown(name: str = "t") -> dict[str, Any]:

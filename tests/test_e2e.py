@@ -416,12 +416,12 @@ def test_a_create_that_fails_late_leaves_nothing_behind(auth_server: Any, tmp_pa
     data.mkdir(parents=True, mode=0o700)
     (data / "tokens").write_text("")  # a file where the folder of records goes (root can
     (data / "tokens").chmod(0o600)  # write anywhere, so no permission trick would do)
-    before = keyring_items()  # the private Secret Service is shared by the whole run
+    before = keyring_items()  # the worker's Secret Service holds earlier tests' items too
     result = create(auth_server, auth="client_secret_post", service="testfull")
     assert result.returncode == 8, result.stderr
     assert "Traceback" not in result.stderr and "cannot write" in result.stderr
     assert not (data / "names.json").exists()
-    assert keyring_items() == before
+    assert keyring_items() == before, "an item was added or removed"
     issued = list(auth_server.tokens.values())
     assert issued and all(t.revoked for t in issued)
 

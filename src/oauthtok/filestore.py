@@ -18,7 +18,7 @@ and the entry's key, so that an entry cannot be moved to another key's file or d
 stripped); the key id is a truncated SHA-256 of a label and the key, so that a wrong key is told
 apart from a tampered file.
 
-The module's top level is stdlib only (filelock and cryptography are imported when used): the
+The module's top level is stdlib only (cryptography is imported when used): the
 `token` fast path imports it for `read_plain`.
 """
 
@@ -402,7 +402,7 @@ class FileStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        from filelock import FileLock, Timeout
+        from oauthtok.lockfile import LockTimeout, held
 
         lock_dir = os.path.join(self.data_dir, "locks")
         try:
@@ -410,11 +410,10 @@ class FileStore:
             os.makedirs(lock_dir, mode=0o700, exist_ok=True)  # the umask's mode, not 0700)
         except OSError as exc:
             raise StoreError(f"cannot create {lock_dir}: {exc.strerror or exc}") from None
-        lock = FileLock(os.path.join(lock_dir, LOCK_NAME), mode=0o600)
         try:
-            with lock.acquire(timeout=self.lock_timeout):
+            with held(os.path.join(lock_dir, LOCK_NAME), self.lock_timeout):
                 yield
-        except Timeout:
+        except LockTimeout:
             raise StoreError(
                 f"another oauthtok process held the file store's lock for {self.lock_timeout:g} "
                 "s; retry, or look for a stuck oauthtok process"

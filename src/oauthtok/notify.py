@@ -134,14 +134,12 @@ class Notifier:
     # -- state --------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        from filelock import FileLock
+        from oauthtok.lockfile import held
 
         lock_dir = os.path.join(self.data_dir, "locks")
         os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
         os.makedirs(lock_dir, mode=0o700, exist_ok=True)
-        with FileLock(os.path.join(lock_dir, LOCK_NAME), mode=0o600).acquire(
-            timeout=self.lock_timeout
-        ):
+        with held(os.path.join(lock_dir, LOCK_NAME), self.lock_timeout):
             yield
 
     def _read_state(self) -> dict[str, dict[str, dict[str, Any]]]:

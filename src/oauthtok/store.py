@@ -26,8 +26,6 @@ from oauthtok.errors import ReauthorizationRequired, StoreError, TokenNotFound, 
 from oauthtok.models import TokenRecord, TokenSet
 
 if TYPE_CHECKING:
-    from filelock import FileLock
-
     from oauthtok.filestore import KeyedSecrets
 
 MAX_NAME_LENGTH = 64
@@ -226,24 +224,22 @@ class TokenStore(MetadataReader):
         check_secrets(self.secrets)  # the keyring answers; the file store's key command too
 
     # -- locks ------------------------------------------------------------------------------
-    def _lock(self, name: str) -> FileLock:
-        from filelock import FileLock
-
+    def _lock_path(self, name: str) -> str:
         lock_dir = os.path.join(self.data_dir, layout.LOCKS_DIR)
         ensure_private_dir(self.data_dir)
         ensure_private_dir(lock_dir)
         path = os.path.join(lock_dir, name + ".lock")
         check_ours(path)
-        return FileLock(path, mode=0o600)
+        return path
 
     @contextlib.contextmanager
     def _locked(self, name: str, what: str) -> Iterator[None]:
-        from filelock import Timeout
+        from oauthtok.lockfile import LockTimeout, held
 
+        stack = contextlib.ExitStack()
         try:
-            lock = self._lock(name)
-            acquired = lock.acquire(timeout=LOCK_TIMEOUT)
-        except Timeout:
+            stack.enter_context(held(self._lock_path(name), LOCK_TIMEOUT))
+        except LockTimeout:
             raise StoreError(
                 f"another oauthtok process held the lock on {what} for {LOCK_TIMEOUT:g} s; "
                 "retry, or look for a stuck oauthtok process"
@@ -253,7 +249,7 @@ class TokenStore(MetadataReader):
                 f"cannot lock {what} in {self.data_dir} ({exc.strerror or exc}); check that the "
                 "data folder is yours and writable (OAUTHTOK_DATA_DIR moves it)"
             ) from None
-        with acquired:
+        with stack:  # released however the block ends
             yield
 
     def index_lock(self) -> contextlib.AbstractContextManager[None]:

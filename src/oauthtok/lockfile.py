@@ -1,0 +1,76 @@
+"""Cross-process locks: one lock file each, held with `flock` while a block runs.
+
+On POSIX this is the standard library only (`fcntl`): filelock 4 costs ~30 ms to import
+(logging, decimal, typing, inspect), paid by every process that refreshes or writes; the lock
+itself is a dozen lines. Windows keeps filelock, which knows its locking.
+
+The lock file is opened with O_NOFOLLOW (a symlink planted in its place is refused, as
+filelock ≥ 3.20.1 does: CVE-2025-68146), created 0600, and never deleted (deleting a lock file
+while another process waits on it would let two processes hold "the" lock). A lock belongs to
+the open file, not the process: two threads, or two processes, each opening the file exclude
+each other, and the lock ends when the file is closed (when the process dies too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+
+#: how often a waiter tries again (the first retries come sooner: most waits are short)
+_POLL_MAX_S = 0.05
+
+
+class LockTimeout(TimeoutError):
+    """The lock was held by another process for longer than the caller would wait."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__(f"the lock {path} was held for more than {timeout:g} s")
+        self.path = path
+        self.timeout = timeout
+
+
+@contextlib.contextmanager
+def held(path: str, timeout: float) -> Iterator[None]:
+    """Hold the lock `path` (created 0600 when missing) for the block; LockTimeout when
+    another holder keeps it `timeout` seconds, OSError when the file cannot be opened."""
+    if sys.platform == "win32":  # pragma: no cover - not tested here
+        from filelock import FileLock, Timeout
+
+        try:
+            with FileLock(path, mode=0o600).acquire(timeout=timeout):
+                yield
+        except Timeout:
+            raise LockTimeout(path, timeout) from None
+        return
+    import fcntl
+
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    try:
+        _acquire(fd, path, timeout)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _acquire(fd: int, path: str, timeout: float) -> None:
+    import fcntl
+
+    deadline = time.monotonic() + timeout
+    pause = 0.002
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LockTimeout(path, timeout) from None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, _POLL_MAX_S)

@@ -1,0 +1,159 @@
+"""`lockfile.held`: the cross-process lock under the store's index, each token's refresh, the
+file store and the notifier. Real processes and threads, real lock files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from oauthtok import store as store_module
+from oauthtok.errors import StoreError
+from oauthtok.lockfile import LockTimeout, held
+from oauthtok.secretstore import SecretStore
+from oauthtok.store import TokenStore
+from tests.helpers import MemoryKeyring, make_record, make_secrets
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="flock")
+
+HOLDER = """
+import sys, time
+from oauthtok.lockfile import held
+with held(sys.argv[1], 5):
+    print("held", flush=True)
+    sys.stdin.readline()  # until the test says so (or the process is killed)
+"""
+
+
+def holder(path: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout and proc.stdout.readline() == "held\n"
+    return proc
+
+
+def test_another_process_waits_then_gives_up_with_lock_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "x.lock"
+    proc = holder(path)
+    try:
+        started = time.monotonic()
+        with pytest.raises(LockTimeout) as raised, held(str(path), 0.3):
+            pytest.fail("acquired a lock another process holds")
+        waited = time.monotonic() - started
+        assert 0.3 <= waited < 2, waited
+        assert isinstance(raised.value, TimeoutError) and str(path) in str(raised.value)
+    finally:
+        assert proc.stdin
+        proc.stdin.write("\n")
+        proc.stdin.close()
+        assert proc.wait(10) == 0
+    with held(str(path), 0.3):  # released with the block
+        pass
+
+
+def test_a_waiter_gets_the_lock_as_soon_as_it_is_released(tmp_path: Path) -> None:
+    path = tmp_path / "x.lock"
+    proc = holder(path)
+    assert proc.stdin
+    threading.Timer(0.3, lambda: (proc.stdin.write("\n"), proc.stdin.flush())).start()  # type: ignore[union-attr]
+    started = time.monotonic()
+    with held(str(path), 10):
+        waited = time.monotonic() - started
+    assert 0.25 <= waited < 1.5, waited
+    assert proc.wait(10) == 0
+
+
+def test_a_killed_holder_releases_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "x.lock"
+    proc = holder(path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    started = time.monotonic()
+    with held(str(path), 5):
+        assert time.monotonic() - started < 0.5
+
+
+def test_threads_exclude_each_other_and_an_exception_releases(tmp_path: Path) -> None:
+    path = str(tmp_path / "x.lock")
+    inside: list[int] = []
+    overlaps: list[int] = []
+
+    def work() -> None:
+        for _ in range(20):
+            with held(path, 10):
+                inside.append(1)
+                if len(inside) > 1:
+                    overlaps.append(1)
+                time.sleep(0.001)
+                inside.pop()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not overlaps
+    with pytest.raises(RuntimeError), held(path, 1):
+        raise RuntimeError("boom")
+    with held(path, 0.1):  # the exception released it
+        pass
+
+
+def test_the_lock_file_is_0600_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "x.lock"
+    old = os.umask(0)
+    try:
+        with held(str(path), 1):
+            pass
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.exists()  # never deleted: a waiter on the old file would hold "the" lock too
+
+
+def test_a_symlink_in_the_lock_files_place_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.write_text("keep me")
+    link = tmp_path / "x.lock"
+    link.symlink_to(target)
+    with pytest.raises(OSError) as raised, held(str(link), 1):
+        pytest.fail("followed a symlink")
+    assert not isinstance(raised.value, LockTimeout)
+    assert target.read_text() == "keep me"
+    dangling = tmp_path / "y.lock"
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(OSError), held(str(dangling), 1):
+        pytest.fail("followed a symlink")
+    assert not (tmp_path / "nowhere").exists()  # nothing created through the link
+
+
+def test_a_store_lock_held_too_long_is_exit_8_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory_keyring: MemoryKeyring
+) -> None:
+    """The index lock held by another process for longer than the store waits: StoreError
+    (exit 8) naming what was locked, and nothing was changed."""
+    store = TokenStore(SecretStore(memory_keyring), data_dir=str(tmp_path / "d"))
+    store.add(make_record("a"), make_secrets())
+    monkeypatch.setattr(store_module, "LOCK_TIMEOUT", 0.3)
+    proc = holder(tmp_path / "d" / "locks" / "index.lock")
+    try:
+        with pytest.raises(StoreError) as raised:
+            store.rename("a", "b")
+    finally:
+        assert proc.stdin
+        proc.stdin.close()
+        proc.wait(10)
+    assert str(raised.value) == (
+        "another oauthtok process held the lock on the token index for 0.3 s; retry, or look "
+        "for a stuck oauthtok process"
+    )
+    assert raised.value.exit_code == 8
+    assert [r.name for r in store.records()] == ["a"]

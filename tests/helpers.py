@@ -3,10 +3,12 @@ tokens seeded by `create`'s own command in the test's process (`seed_token`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from keyring.backend import KeyringBackend
@@ -182,7 +184,6 @@ def expire_token(name: str) -> None:
 def keyring_items() -> list[str]:
     """Every oauthtok entry in the test's Secret Service (their ids, sorted: the service's
     search order is its own and may change when an item is added and removed again)."""
-    import contextlib
 
     import secretstorage
 
@@ -200,3 +201,47 @@ def shown(name: str = "t") -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     data: dict[str, Any] = json.loads(result.stdout)
     return data
+
+
+@contextlib.contextmanager
+def locked_collection(password: str) -> Iterator[None]:
+    """The test Secret Service's default collection locked for the block, then unlocked again
+    without a prompt (gnome-keyring's internal interface takes the password)."""
+    import secretstorage
+    from jeepney import DBusAddress, new_method_call
+    from jeepney.io.blocking import open_dbus_connection
+    from jeepney.wrappers import unwrap_msg
+
+    with contextlib.closing(secretstorage.dbus_init()) as conn:
+        collection = secretstorage.get_default_collection(conn)
+        collection.lock()
+        try:
+            yield
+        finally:
+            with open_dbus_connection("SESSION") as raw:
+                svc = DBusAddress(
+                    "/org/freedesktop/secrets",
+                    "org.freedesktop.secrets",
+                    "org.freedesktop.Secret.Service",
+                )
+                _, path = unwrap_msg(
+                    raw.send_and_get_reply(
+                        new_method_call(svc, "OpenSession", "sv", ("plain", ("s", "")))
+                    )
+                )
+                internal = DBusAddress(
+                    "/org/freedesktop/secrets",
+                    "org.freedesktop.secrets",
+                    "org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface",
+                )
+                secret = (path, b"", password.encode(), "text/plain")
+                unwrap_msg(
+                    raw.send_and_get_reply(
+                        new_method_call(
+                            internal,
+                            "UnlockWithMasterPassword",
+                            "o(oayays)",
+                            (collection.collection_path, secret),
+                        )
+                    )
+                )

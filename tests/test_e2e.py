@@ -330,7 +330,9 @@ def test_due_token_takes_the_full_path_with_the_same_answer(auth_server: Any) ->
     result, modules = imported_modules("token", "work-mail", "--min-valid", "99999")
     assert result.returncode == 0 and "httpx" in modules and "oauthtok.handout" in modules
     assert "typer" not in modules and "rich" not in modules  # a refresh needs no CLI
-    assert "secretstorage" in modules and "keyring" not in modules  # no keyring discovery
+    assert "oauthtok.freedesktop" in modules and "keyring" not in modules  # no discovery
+    # the writer speaks D-Bus itself too: secretstorage only for a prompt (a locked keyring)
+    assert not {"secretstorage", "jeepney", "cryptography"} & modules
     assert auth_server.knobs.refresh_requests == 1
 
 

@@ -54,6 +54,14 @@ def test_values_survive_marshalling() -> None:
     assert isinstance(variant, Variant) and (variant.signature, variant.value) == ("s", "")
     secrets = {"/item/1": ("/session/1", b"", b"\x00secret\xff", "text/plain")}
     assert roundtrip("a{o(oayays)}", secrets) == (secrets,)
+    big = bytes(range(256)) * 40  # a secret's size; written as it is, not byte by byte
+    properties = {"a.Label": Variant("s", "l"), "a.Attributes": Variant("a{ss}", {"k": "v"})}
+    sent = roundtrip("a{sv}(oayays)b", properties, ("/s", b"", big, "text/plain"), True)
+    assert sent[1:] == (("/s", b"", big, "text/plain"), True)
+    assert {k: (v.signature, v.value) for k, v in sent[0].items()} == {  # type: ignore[attr-defined]
+        "a.Label": ("s", "l"),
+        "a.Attributes": ("a{ss}", {"k": "v"}),
+    }
     assert roundtrip("ybxtd", 7, True, -(2**40), 2**63, 0.5) == (7, True, -(2**40), 2**63, 0.5)
     assert roundtrip("uso", 5, "ab", "/x", order=">") == (5, "ab", "/x")
 
@@ -182,8 +190,10 @@ def test_an_error_reply_is_a_bus_error(tmp_path: Path) -> None:
     def error(conn: socket.socket, serial: int) -> None:
         conn.sendall(message(3, serial, "s", "no", error="org.freedesktop.DBus.Error.Failed"))
 
-    with scripted_bus(tmp_path, error) as bus, pytest.raises(BusError, match=r"Error\.Failed"):
+    with scripted_bus(tmp_path, error) as bus, pytest.raises(BusError) as raised:
         call(bus)
+    assert raised.value.name == "org.freedesktop.DBus.Error.Failed"  # what the backend tells
+    assert "Error.Failed" in str(raised.value)  # apart (IsLocked, NoSuchObject)
 
 
 def test_a_message_over_the_cap_is_not_read(tmp_path: Path) -> None:
@@ -202,6 +212,14 @@ def test_a_silent_bus_ends_at_the_deadline(tmp_path: Path) -> None:
         with pytest.raises(BusError, match="in time"):
             call(bus, timeout=0.3)
         assert time.monotonic() - started < 0.7
+
+
+def test_renew_gives_a_kept_connection_a_new_deadline(tmp_path: Path) -> None:
+    late = scripted_bus(tmp_path, lambda c, s: c.sendall(message(2, s, "s", "late")))
+    with late as bus, Connection(bus, 0.5) as conn:
+        time.sleep(0.6)  # the first deadline has passed: a call now would be refused
+        conn.renew(5.0)
+        assert conn.call("d.e", "/p", "i.f", "M", "s", ("x",)) == ("late",)
 
 
 def test_no_bus_there(tmp_path: Path) -> None:

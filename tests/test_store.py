@@ -20,7 +20,13 @@ from oauthtok.errors import StoreError, TokenNotFound, UsageError
 from oauthtok.models import Endpoints, Flow, TokenAuth, TokenRecord
 from oauthtok.secretstore import SecretStore
 from oauthtok.store import TokenStore, validate_name
-from tests.helpers import MemoryKeyring, make_record, make_secrets, run_oauthtok
+from tests.helpers import (
+    MemoryKeyring,
+    locked_collection,
+    make_record,
+    make_secrets,
+    run_oauthtok,
+)
 
 
 @pytest.fixture
@@ -52,22 +58,48 @@ def test_round_trip_in_the_real_keyring(store: TokenStore) -> None:
 def test_one_dbus_connection_per_process(
     store: TokenStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Every keyring call of a process shares one minibus connection; secretstorage (the
+    prompting backend) is never opened while the collection is unlocked."""
     import secretstorage
 
+    from oauthtok import minibus
+
     opened = []
-    original = secretstorage.dbus_init
+    original = minibus.Connection.__init__
 
-    def counting() -> Any:
+    def counting(self: minibus.Connection, address: str, timeout: float) -> None:
         opened.append(1)
-        return original()
+        original(self, address, timeout)
 
-    monkeypatch.setattr(secretstorage, "dbus_init", counting)
+    monkeypatch.setattr(minibus.Connection, "__init__", counting)
+    monkeypatch.setattr(secretstorage, "dbus_init", lambda: pytest.fail("secretstorage used"))
     fresh = TokenStore()
     record = fresh.add(make_record(), make_secrets())
     fresh.save_tokens(record, make_secrets(access_token="AT-2"))
     assert fresh.read_tokens(record).access_token == "AT-2"
     fresh.delete(record.name)
     assert len(opened) == 1
+
+
+def test_items_carry_keyrings_label_and_attributes(store: TokenStore) -> None:
+    """As keyring's own Secret Service backend writes them (read back through secretstorage,
+    an independent client), replaced in place on a second write."""
+    import contextlib
+
+    import secretstorage
+
+    record = store.add(make_record(), make_secrets())
+    store.save_tokens(record, make_secrets(access_token="AT-2"))
+    with contextlib.closing(secretstorage.dbus_init()) as bus:
+        collection = secretstorage.get_default_collection(bus)
+        (item,) = collection.search_items({"service": "oauthtok", "username": record.id})
+        assert item.get_label() == f"Password for '{record.id}' on 'oauthtok'"
+        assert item.get_attributes() == {
+            "service": "oauthtok",
+            "username": record.id,
+            "application": "Python keyring library",
+        }
+        assert json.loads(item.get_secret())["access_token"] == "AT-2"
 
 
 def test_files_are_private_and_hold_no_secret(store: TokenStore) -> None:
@@ -189,52 +221,11 @@ def test_bus_without_secret_service_is_exit_8(
 
 
 def test_locked_keyring_is_exit_8(store: TokenStore, keyring_env: dict[str, str]) -> None:
-    import secretstorage
-    from jeepney import DBusAddress, new_method_call
-
     store.add(make_record(), make_secrets())
-    conn = secretstorage.dbus_init()
-    collection = secretstorage.get_default_collection(conn)
-    collection.lock()
-    try:
+    with locked_collection(keyring_env["password"]):
         result = run_oauthtok("token", "work-mail")
         assert result.returncode == 8, result.stderr
         assert "locked" in result.stderr
-    finally:
-        # unlock without a prompt through gnome-keyring's internal interface
-        from jeepney.io.blocking import open_dbus_connection
-        from jeepney.wrappers import unwrap_msg
-
-        with open_dbus_connection("SESSION") as raw:
-            svc = DBusAddress(
-                "/org/freedesktop/secrets",
-                "org.freedesktop.secrets",
-                "org.freedesktop.Secret.Service",
-            )
-            _, path = unwrap_msg(
-                raw.send_and_get_reply(
-                    new_method_call(svc, "OpenSession", "sv", ("plain", ("s", "")))
-                )
-            )
-            internal = DBusAddress(
-                "/org/freedesktop/secrets",
-                "org.freedesktop.secrets",
-                "org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface",
-            )
-            unwrap_msg(
-                raw.send_and_get_reply(
-                    new_method_call(
-                        internal,
-                        "UnlockWithMasterPassword",
-                        "o(oayays)",
-                        (
-                            collection.collection_path,
-                            (path, b"", keyring_env["password"].encode(), "text/plain"),
-                        ),
-                    )
-                )
-            )
-        conn.close()
     assert store.read_tokens(store.get("work-mail")).access_token == "AT-secret-access"
 
 

@@ -6,9 +6,10 @@ Two clients of one schema (`contract`: attributes, label, the `default` collecti
   session: the `token` fast path. It costs a few ms, where keyring's own backend costs ~300 ms
   a process (imports, backend discovery, a new D-Bus connection and a Diffie-Hellman session
   per call). See README, "Security", for why a plain session gives nothing away.
-- `SecretServiceBackend`, read-write, on secretstorage over one D-Bus connection per process:
-  everything else. It implements keyring's backend interface, so `secretstore.SecretStore`
-  treats it like any keyring backend.
+- `SecretServiceBackend`, read-write, on minibus too, over one connection and session per
+  process: everything else. It implements keyring's backend interface, so
+  `secretstore.SecretStore` treats it like any keyring backend. What needs a prompt (a locked
+  collection) it hands to `PromptingBackend`, on secretstorage, which shows the desktop's.
 
 Both search the same collection (the `default` alias) with the same attributes, so the fast
 path can never return an item the ordinary path would not.
@@ -78,13 +79,174 @@ def read_secret(namespace: str, key: str, timeout: float = 5.0) -> str | None:
         return value.decode("utf-8")
 
 
+_ITEM = "org.freedesktop.Secret.Item"
+_LABEL = "org.freedesktop.Secret.Item.Label"
+_ATTRIBUTES = "org.freedesktop.Secret.Item.Attributes"
+#: error replies meaning "that item is gone" (deleted by another process meanwhile)
+_GONE = {"org.freedesktop.Secret.Error.NoSuchObject", "org.freedesktop.DBus.Error.UnknownObject"}
+_LOCKED = "org.freedesktop.Secret.Error.IsLocked"
+
+
+class ItemVanished(LookupError):
+    """An item found by the search was deleted before it could be read (a second try may
+    find its replacement)."""
+
+
+class _NeedsPrompt(Exception):
+    """The Secret Service wants to show a prompt (a locked collection or item, no default
+    collection): the prompting backend takes the call."""
+
+
 class SecretServiceBackend:
-    """keyring's backend interface over secretstorage, on one D-Bus connection per process
-    (keyring's own backend opens a new connection and session for every call).
+    """keyring's backend interface on `minibus`: one D-Bus connection and one "plain" session
+    per process, kept open (keyring's own backend opens a new connection and a Diffie-Hellman
+    session for every call; secretstorage, cryptography and jeepney cost ~25 ms to import).
 
     Items carry the attributes and label keyring's Secret Service backend writes, so `keyring
     get oauthtok ID` and `secret-tool lookup service oauthtok username ID` find them too.
+
+    Whatever needs a prompt — a locked collection or item, no default collection yet — goes to
+    `PromptingBackend` (secretstorage), which asks the desktop, for the rest of the process.
     """
+
+    name = "Secret Service"
+
+    def __init__(self, timeout: float = 15.0) -> None:
+        import threading
+
+        self._timeout = timeout
+        self._mutex = threading.Lock()  # calls run in SecretStore's worker threads
+        self._bus: tuple[Any, str, str] | None = None  # connection, collection, session
+        self._prompting: PromptingBackend | None = None
+
+    # -- the connection ---------------------------------------------------------------------
+    def _open(self) -> tuple[Any, str, str]:
+        from oauthtok.minibus import Connection, Variant
+
+        address = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
+        if not address:
+            raise OSError("no session bus address (DBUS_SESSION_BUS_ADDRESS)")
+        conn = Connection(address, self._timeout)
+        try:
+            alias = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "ReadAlias", "s",
+                              (contract.COLLECTION_ALIAS,))  # fmt: skip
+            opened = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "OpenSession", "sv",
+                               ("plain", Variant("s", "")))  # fmt: skip
+            (collection,) = conn.reply(alias)
+            _, session = conn.reply(opened)
+            if collection == "/":
+                raise _NeedsPrompt("no default collection")  # creating one prompts
+            # a locked collection: its items answer IsLocked, a new item asks for a prompt
+        except BaseException:
+            conn.__exit__()
+            raise
+        return conn, str(collection), str(session)
+
+    def _run(self, method: str, *args: str) -> Any:
+        """`method` on the bus, or on the prompting backend when a prompt is needed."""
+        from oauthtok.minibus import BusError
+
+        with self._mutex:
+            if self._prompting is None:
+                try:
+                    if self._bus is None:
+                        self._bus = self._open()
+                    else:
+                        self._bus[0].renew(self._timeout)
+                    return getattr(self, "_" + method)(*self._bus, *args)
+                except _NeedsPrompt:
+                    self._close()
+                    self._prompting = PromptingBackend()
+                except BaseException as exc:
+                    if not isinstance(exc, ItemMissing | ItemVanished):
+                        self._close()  # in an unknown state (a timeout mid-call): a new one
+                    if isinstance(exc, BusError) and exc.name == _LOCKED:
+                        self._prompting = PromptingBackend()
+                    else:
+                        raise
+            return getattr(self._prompting, method)(*args)
+
+    def _close(self) -> None:
+        if self._bus is not None:
+            self._bus[0].__exit__()
+            self._bus = None
+
+    # -- keyring's interface ----------------------------------------------------------------
+    def get_password(self, namespace: str, key: str) -> str | None:
+        value: str | None = self._run("get_password", namespace, key)
+        return value
+
+    def set_password(self, namespace: str, key: str, value: str) -> None:
+        self._run("set_password", namespace, key, value)
+
+    def delete_password(self, namespace: str, key: str) -> None:
+        self._run("delete_password", namespace, key)
+
+    # -- on the bus -------------------------------------------------------------------------
+    def _search(self, conn: Any, collection: str, namespace: str, key: str) -> list[str]:
+        attributes = {"service": namespace, "username": key}
+        (items,) = conn.call(_BUS_NAME, collection, _COLLECTION, "SearchItems", "a{ss}",
+                             (attributes,))  # fmt: skip
+        return [str(i) for i in items]
+
+    def _get_password(
+        self, conn: Any, collection: str, session: str, namespace: str, key: str
+    ) -> str | None:
+        from oauthtok.minibus import BusError
+
+        for item in self._search(conn, collection, namespace, key):
+            try:
+                ((_, _, value, _),) = conn.call(_BUS_NAME, item, _ITEM, "GetSecret", "o",
+                                                (session,))  # fmt: skip
+            except BusError as exc:
+                if exc.name in _GONE:
+                    raise ItemVanished(key) from None
+                raise
+            if not isinstance(value, bytes):
+                raise _NeedsPrompt("the secret is not bytes")
+            return value.decode("utf-8")
+        return None
+
+    def _set_password(
+        self, conn: Any, collection: str, session: str, namespace: str, key: str, value: str
+    ) -> None:
+        from oauthtok.minibus import Variant
+
+        attributes = {**contract.item_attributes(key), "application": contract.ITEM_APPLICATION}
+        attributes["service"] = namespace
+        properties = {
+            _LABEL: Variant("s", contract.item_label(key)),
+            _ATTRIBUTES: Variant("a{ss}", attributes),
+        }
+        secret = (session, b"", value.encode("utf-8"), "text/plain")
+        item, _prompt = conn.call(_BUS_NAME, collection, _COLLECTION, "CreateItem",
+                                  "a{sv}(oayays)b", (properties, secret, True))  # fmt: skip
+        if item == "/":
+            raise _NeedsPrompt("creating the item needs a prompt")
+
+    def _delete_password(
+        self, conn: Any, collection: str, session: str, namespace: str, key: str
+    ) -> None:
+        from oauthtok.minibus import BusError
+
+        items = self._search(conn, collection, namespace, key)
+        if not items:
+            raise ItemMissing(key)
+        for item in items:
+            try:
+                (prompt,) = conn.call(_BUS_NAME, item, _ITEM, "Delete", "", ())
+            except BusError as exc:
+                if exc.name in _GONE:
+                    continue  # deleted by another process meanwhile: gone all the same
+                raise
+            if prompt != "/":
+                raise _NeedsPrompt("deleting the item needs a prompt")
+
+
+class PromptingBackend:
+    """keyring's backend interface over secretstorage, on one D-Bus connection: what
+    `SecretServiceBackend` hands over when the Secret Service must show a prompt (it unlocks
+    the collection through the desktop's unlock dialog)."""
 
     name = "Secret Service"
 

@@ -1,15 +1,18 @@
-"""A minimal blocking D-Bus client: just enough to read one secret on the `token` fast path.
+"""A minimal blocking D-Bus client: just enough for the Secret Service's method calls (the
+`token` fast path's read, and `freedesktop.SecretServiceBackend`'s reads, writes and deletes).
 
-jeepney (the full path's D-Bus library, under secretstorage) costs more to import than the rest
-of a cached `oauthtok token` run; this module needs only `_socket` and `struct`. It speaks the
+jeepney (secretstorage's D-Bus library) costs more to import than the rest of a cached
+`oauthtok token` run; this module needs only `_socket` and `struct`. It speaks the
 D-Bus wire protocol (https://dbus.freedesktop.org/doc/dbus-specification.html) for method calls
 and their replies over a Unix socket, with EXTERNAL authentication (the peer's uid, checked by
 the bus itself), and marshals the basic, array, struct, dict-entry and variant types.
 
-Anything it does not handle — another transport (tcp, launchd), an unexpected answer, an error
-reply, a timeout — raises `BusError`, and the fast path hands the command to the full program,
-which answers with its own wording. Every wait is bounded by one total deadline, and no message
-over `MAX_MESSAGE` bytes is read.
+Anything it does not handle — another transport (tcp, launchd; jeepney has none of them
+either), an unexpected answer, an error reply, a timeout — raises `BusError`: the fast path then
+hands the command to the full program, and the backend reports it (exit 8) or, for an error
+reply asking for a prompt, hands the call to secretstorage. Every wait is bounded by a total
+deadline (`renew` sets the next one on a kept connection), and no message over `MAX_MESSAGE`
+bytes is read.
 """
 
 from __future__ import annotations
@@ -45,7 +48,12 @@ _FIXED = {"y": "B", "b": "I", "n": "h", "q": "H", "i": "i", "u": "I", "x": "q", 
 
 
 class BusError(Exception):
-    """The bus or the peer did not give an answer this client can use."""
+    """The bus or the peer did not give an answer this client can use; `name` is the error
+    reply's name (e.g. org.freedesktop.Secret.Error.IsLocked), "" for anything else."""
+
+    def __init__(self, message: str, name: str = "") -> None:
+        super().__init__(message)
+        self.name = name
 
 
 class Variant:
@@ -116,6 +124,10 @@ class _Writer:
             self.buf += b"\0\0\0\0"  # the length, filled in below
             self.pad(_ALIGN[element[0]])
             start = len(self.buf)
+            if element == "y":  # bytes: as they are, not one put per byte
+                self.buf += bytes(value)
+                struct.pack_into("<I", self.buf, at, len(self.buf) - start)
+                return
             items = value.items() if element[0] == "{" else value
             for item in items:
                 self.put(element, item)
@@ -337,8 +349,21 @@ class Connection:
             # anything else: a signal (NameAcquired after Hello), or not ours
         message_type, fields, body = self._replies.pop(serial)
         if message_type == _ERROR:
-            raise BusError(f"call {serial}: {fields.get(_ERROR_NAME, 'error')}")
+            name = str(fields.get(_ERROR_NAME, ""))
+            raise BusError(f"call {serial}: {name or 'error'}", name)
         return body
+
+    def call(
+        self, destination: str, path: str, interface: str, member: str, signature: str,
+        body: tuple[object, ...],
+    ) -> tuple[object, ...]:  # fmt: skip
+        """`send` and wait for its `reply`."""
+        return self.reply(self.send(destination, path, interface, member, signature, body))
+
+    def renew(self, timeout: float) -> None:
+        """A new total deadline, `timeout` seconds from now, for what follows (a connection
+        kept for several operations gives each its own)."""
+        self._deadline = time.monotonic() + timeout
 
     def _read_message(self) -> tuple[int, dict[int, object], tuple[object, ...]]:
         fixed = self._recv(16)

@@ -63,7 +63,7 @@ def choose_backend() -> SecretBackend:
     elif sys.platform.startswith("linux"):
         from oauthtok.freedesktop import SecretServiceBackend
 
-        return SecretServiceBackend()
+        return SecretServiceBackend(default_timeout())
     elif sys.platform == "darwin":
         from keyring.backends import macOS
 
@@ -100,14 +100,19 @@ def _missing_types() -> tuple[type[BaseException], ...]:
         *_loaded_types("keyring.errors", "NoKeyringError", "InitError"),
         *_loaded_types("secretstorage.exceptions", "SecretServiceNotAvailableException"),
         *_loaded_types("jeepney.wrappers", "DBusErrorResponse"),
+        *_loaded_types("oauthtok.minibus", "BusError"),  # e.g. no Secret Service on the bus
     )
 
 
 def _transient_types() -> tuple[type[BaseException], ...]:
     """Failures a second try may cure: an item replaced by another process meanwhile."""
-    return _loaded_types(
-        "secretstorage.exceptions", "ItemNotFoundException", "PromptDismissedException"
-    ) + _loaded_types("keyring.errors", "InitError")
+    return (
+        *_loaded_types(
+            "secretstorage.exceptions", "ItemNotFoundException", "PromptDismissedException"
+        ),
+        *_loaded_types("keyring.errors", "InitError"),
+        *_loaded_types("oauthtok.freedesktop", "ItemVanished"),
+    )
 
 
 def _not_found_types() -> tuple[type[BaseException], ...]:

@@ -1,0 +1,192 @@
+"""oauthtok's Secret Service backend (`freedesktop.SecretServiceBackend`, on minibus): what it
+hands to the prompting backend, and how it meets items that vanish and connections that break.
+The real Secret Service where one can show it; a scripted connection for the races."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import pytest
+
+from oauthtok import freedesktop
+from oauthtok.contract import SECRET_NAMESPACE
+from oauthtok.errors import StoreError
+from oauthtok.freedesktop import ItemMissing, ItemVanished, SecretServiceBackend
+from oauthtok.minibus import BusError
+from oauthtok.secretstore import SecretStore
+from tests.helpers import locked_collection
+
+NS = SECRET_NAMESPACE
+
+
+class Prompting:
+    """A stand-in for the prompting backend: records what was handed over."""
+
+    made: ClassVar[list[Prompting]] = []
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        Prompting.made.append(self)
+
+    def get_password(self, namespace: str, key: str) -> str | None:
+        self.calls.append(("get", key))
+        return "from-prompting"
+
+    def set_password(self, namespace: str, key: str, value: str) -> None:
+        self.calls.append(("set", key))
+
+    def delete_password(self, namespace: str, key: str) -> None:
+        self.calls.append(("delete", key))
+
+
+@pytest.fixture
+def prompting(monkeypatch: pytest.MonkeyPatch) -> type[Prompting]:
+    Prompting.made = []
+    monkeypatch.setattr(freedesktop, "PromptingBackend", Prompting)
+    return Prompting
+
+
+# -- the real Secret Service -----------------------------------------------------------------
+
+
+def test_a_locked_collection_goes_to_the_prompting_backend(
+    keyring_env: dict[str, str], prompting: type[Prompting]
+) -> None:
+    backend = SecretServiceBackend()
+    backend.set_password(NS, "k1", "v1")
+    assert prompting.made == []
+    with locked_collection(keyring_env["password"]):
+        locked = SecretServiceBackend()
+        assert locked.get_password(NS, "k1") == "from-prompting"
+        locked.set_password(NS, "k1", "v2")
+        assert prompting.made[0].calls == [("get", "k1"), ("set", "k1")]
+        # a backend opened before the lock meets the item's IsLocked and hands over too
+        assert backend.get_password(NS, "k1") == "from-prompting"
+    assert len(prompting.made) == 2
+    assert SecretServiceBackend().get_password(NS, "k1") == "v1"  # unlocked: the bus again
+    SecretServiceBackend().delete_password(NS, "k1")
+
+
+def test_locked_without_a_desktop_is_the_locked_line(keyring_env: dict[str, str]) -> None:
+    """The real prompting backend: no desktop answers the unlock, so exit 8 says "locked"."""
+    SecretServiceBackend().set_password(NS, "k2", "v")
+    try:
+        with locked_collection(keyring_env["password"]):
+            with pytest.raises(StoreError) as raised:
+                SecretStore(SecretServiceBackend(), timeout=10).get("k2")
+            assert "locked" in str(raised.value) and raised.value.exit_code == 8
+    finally:
+        SecretServiceBackend().delete_password(NS, "k2")
+
+
+def test_no_secret_service_on_the_bus_is_no_usable_keyring(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.secret_service_daemon import start_bus
+
+    bus, address = start_bus(tmp_path)
+    try:
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)
+        with pytest.raises(StoreError) as raised:
+            SecretStore(SecretServiceBackend(timeout=5), timeout=10).get("k")
+        assert str(raised.value).startswith("cannot read a secret: no usable keyring (BusError)")
+    finally:
+        bus.terminate()
+        bus.wait()
+
+
+# -- races and broken connections (a scripted connection) -------------------------------------
+
+
+class Script:
+    """A connection whose answers are scripted by (interface, member)."""
+
+    def __init__(self, answers: dict[tuple[str, str], list[Any]]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, str, str]] = []
+        self.closed = False
+
+    def call(self, _dest: str, path: str, iface: str, member: str, _sig: str, body: Any) -> Any:
+        self.calls.append((path, iface.rsplit(".", 1)[-1], member))
+        answer = self.answers[(iface.rsplit(".", 1)[-1], member)].pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def renew(self, timeout: float) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed = True
+
+
+def scripted(monkeypatch: pytest.MonkeyPatch, *scripts: Script) -> SecretServiceBackend:
+    queue = list(scripts)
+    monkeypatch.setattr(SecretServiceBackend, "_open", lambda self: (queue.pop(0), "/c", "/s"))
+    return SecretServiceBackend()
+
+
+GONE = BusError("call 5: gone", "org.freedesktop.Secret.Error.NoSuchObject")
+SECRET = ("/s", b"", json.dumps({"access_token": "x"}).encode(), "text/plain")
+
+
+def test_an_item_deleted_between_search_and_read_is_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ItemVanished is a transient failure: SecretStore tries once more and finds the new
+    item another process wrote meanwhile; the connection is kept."""
+    script = Script({
+        ("Collection", "SearchItems"): [(["/i/1"],), (["/i/2"],)],
+        ("Item", "GetSecret"): [GONE, (SECRET,)],
+    })  # fmt: skip
+    backend = scripted(monkeypatch, script)
+    with pytest.raises(ItemVanished):
+        backend.get_password(NS, "k")
+    assert SecretStore(backend).get("k") == SECRET[2].decode()
+    assert not script.closed
+
+
+def test_a_delete_of_an_item_already_gone_is_fine_and_none_found_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    script = Script({
+        ("Collection", "SearchItems"): [(["/i/1", "/i/2"],), ([],)],
+        ("Item", "Delete"): [GONE, ("/",)],
+    })  # fmt: skip
+    backend = scripted(monkeypatch, script)
+    backend.delete_password(NS, "k")
+    assert [c[0] for c in script.calls if c[2] == "Delete"] == ["/i/1", "/i/2"]
+    with pytest.raises(ItemMissing):
+        backend.delete_password(NS, "k")
+
+
+def test_a_write_or_delete_that_needs_a_prompt_is_handed_over(
+    monkeypatch: pytest.MonkeyPatch, prompting: type[Prompting]
+) -> None:
+    script = Script({("Collection", "CreateItem"): [("/", "/prompt/1")]})
+    backend = scripted(monkeypatch, script)
+    backend.set_password(NS, "k", "v")
+    assert prompting.made[0].calls == [("set", "k")] and script.closed
+    backend.delete_password(NS, "k")  # the rest of the process stays there
+    assert prompting.made[0].calls[-1] == ("delete", "k")
+
+    script = Script({
+        ("Collection", "SearchItems"): [(["/i/1"],)],
+        ("Item", "Delete"): [("/prompt/2",)],
+    })  # fmt: skip
+    scripted(monkeypatch, script).delete_password(NS, "k")
+    assert prompting.made[1].calls == [("delete", "k")]
+
+
+def test_a_broken_connection_is_replaced_by_the_next_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = Script({("Collection", "SearchItems"): [BusError("the bus did not answer in time")]})
+    second = Script({("Collection", "SearchItems"): [([],)]})
+    backend = scripted(monkeypatch, first, second)
+    with pytest.raises(BusError):
+        backend.get_password(NS, "k")
+    assert first.closed
+    assert backend.get_password(NS, "k") is None
+    assert second.calls and not second.closed

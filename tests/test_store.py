@@ -298,8 +298,10 @@ def test_transient_read_error_is_retried_once(memory_keyring: MemoryKeyring) -> 
 
 
 def test_other_failures_are_not_retried_and_say_what_failed(
-    memory_keyring: MemoryKeyring,
+    memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # a session bus is named (not used): without one, every failure says that first
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
     calls = {"n": 0}
 
     def broken(service: str, username: str) -> str | None:
@@ -481,8 +483,25 @@ def test_a_record_read_is_the_record_written(tmp_path: Path) -> None:
         a.name = "x"  # type: ignore[misc]
 
 
+def test_a_grant_read_fast_is_the_grant_init_makes() -> None:
+    """`Grant.from_json` (every token of `list`) skips the frozen __init__ too."""
+    from oauthtok.lifecycle import Grant
+
+    odd = {"refresh_used_at": True, "expires_at": "soon", "last_error": "", "flow": None}
+    data = {**make_record("g", account="a@x").to_json(), "name": "g", "obtained_at": 5, **odd}
+    grant = Grant.from_json(data)
+    assert grant == Grant(**vars(grant)) and repr(grant) == repr(Grant(**vars(grant)))
+    assert list(vars(grant)) == [f.name for f in fields(Grant)]
+    assert grant.obtained_at == 5.0 and type(grant.obtained_at) is float
+    assert grant.refresh_used_at == data["refreshed_at"]  # a bool is no time: the older field
+    assert grant.expires_at is None and grant.last_error is None and grant.flow == "browser"
+    assert grant.account == "a@x" and grant.name == "g"
+    with pytest.raises(FrozenInstanceError):
+        grant.name = "x"  # type: ignore[misc]
+
+
 def test_a_dataclass_that_needs_its_init_gets_it() -> None:
-    from oauthtok.models import _build
+    from oauthtok.frozen import build as _build
 
     @dataclass(frozen=True)
     class Checked:

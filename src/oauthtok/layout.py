@@ -94,7 +94,8 @@ def is_token_id(value: object) -> bool:
 
 def read_record(data_dir: str, token_id: str) -> dict[str, Any]:
     """One token's metadata as stored. OSError or ValueError when missing or corrupt."""
-    with open(record_path(data_dir, token_id), "rb") as f:
+    # unbuffered: one read of the whole file, no BufferedReader (`list` reads 1,000 of them)
+    with open(record_path(data_dir, token_id), "rb", buffering=0) as f:
         data = json.loads(f.read())
     if not isinstance(data, dict) or data.get("id") != token_id:
         raise ValueError(f"record {token_id} is not a token record")

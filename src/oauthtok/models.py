@@ -6,11 +6,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
-from typing import Any, TypeVar
 
+from oauthtok.frozen import build as _build
+from oauthtok.frozen import known_fields
 from oauthtok.kinds import DEFAULT_AUTH_TIMEOUT, Flow, Status, TokenAuth
+
+TYPE_CHECKING = False  # typing costs ~4 ms to import: `list` and `show` answer without it
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
 
 __all__ = [
     "DEFAULT_AUTH_TIMEOUT",
@@ -152,7 +157,7 @@ class TokenRecord:
     def from_json(cls, data: dict[str, Any]) -> TokenRecord:
         """A stored record (`to_json()` plus its "name"). TypeError, ValueError or KeyError
         when it is not one: the same exceptions, with the same words, as `cls(**values)`."""
-        known = _template(cls).known
+        known = known_fields(cls)
         if data.keys() <= known:  # as written by this version: nothing to leave out
             values = dict(data)
         else:
@@ -207,7 +212,7 @@ class TokenSet:
     @classmethod
     def loads(cls, raw: str) -> TokenSet:
         data = json.loads(raw)
-        known = {f.name for f in fields(cls)}
+        known = known_fields(cls)
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def expires_within(self, seconds: float, now: float | None = None) -> bool:
@@ -220,44 +225,8 @@ class TokenSet:
         return replace(self, **changes)
 
 
-# -- reading records fast (`list` reads every stored token) -------------------------------------
-
-_T = TypeVar("_T")
-
-
-class _Template:
-    """What `_build` needs to know of a dataclass, computed once per class."""
-
-    def __init__(self, cls: type) -> None:
-        all_fields = fields(cls)
-        self.known = frozenset(f.name for f in all_fields)
-        self.required = frozenset(
-            f.name for f in all_fields if f.default is MISSING and f.default_factory is MISSING
-        )
-        #: every field in declaration order with its default (the order `vars()` then has)
-        self.defaults = {f.name: None if f.default is MISSING else f.default for f in all_fields}
-        self.factories = [(f.name, f.default_factory) for f in all_fields
-                          if f.default_factory is not MISSING]  # fmt: skip
-        #: only a plain dataclass may skip its __init__: no __post_init__, no __slots__, and
-        #: every field an argument of __init__
-        self.plain = (
-            not hasattr(cls, "__post_init__")
-            and not hasattr(cls, "__slots__")
-            and all(f.init for f in all_fields)
-        )
-
-
-_TEMPLATES: dict[type, _Template] = {}
-
-
-def _template(cls: type) -> _Template:
-    found = _TEMPLATES.get(cls)
-    if found is None:
-        found = _TEMPLATES[cls] = _Template(cls)
-    return found
-
-
-_E = TypeVar("_E", bound=StrEnum)
+if TYPE_CHECKING:
+    _E = TypeVar("_E", bound=StrEnum)
 _TOKEN_AUTHS = {m.value: m for m in TokenAuth}
 _FLOWS = {m.value: m for m in Flow}
 
@@ -266,31 +235,6 @@ def _member(kind: type[_E], members: Mapping[str, _E], value: Any) -> _E:
     """`kind(value)` (ValueError when not a member's value); a dict lookup for a string."""
     found = members.get(value) if type(value) is str else None
     return kind(value) if found is None else found
-
-
-def _build(cls: type[_T], values: Mapping[str, Any]) -> _T:
-    """`cls(**values)` for a frozen dataclass, without its generated `__init__` (which sets each
-    field through `object.__setattr__`: most of the cost of reading 1,000 records) when
-    `values` are exactly what that `__init__` accepts: a dict of known field names holding
-    every required one. Anything else goes to `cls(**values)`, which raises its own error.
-    The instance is the same: every field set, in declaration order, defaults filled in
-    (a fresh one from each default factory)."""
-    template = _template(cls)
-    if not (
-        template.plain
-        and type(values) is dict
-        and values.keys() <= template.known
-        and values.keys() >= template.required
-    ):
-        return cls(**values)
-    built: _T = object.__new__(cls)
-    state = built.__dict__
-    state.update(template.defaults)  # declaration order first, as __init__ would set them
-    state.update(values)
-    for name, factory in template.factories:
-        if name not in values:
-            state[name] = factory()
-    return built
 
 
 # -- the public JSON shapes (README, "JSON output") ---------------------------------------------

@@ -19,13 +19,15 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 from oauthtok import layout, paths
 from oauthtok.errors import ReauthorizationRequired, StoreError, TokenNotFound, UsageError, command
 from oauthtok.models import TokenRecord, TokenSet
 
+TYPE_CHECKING = False  # typing costs ~4 ms to import: `list` and `show` answer without it
 if TYPE_CHECKING:
+    from typing import Any
+
     from oauthtok.filestore import KeyedSecrets
 
 MAX_NAME_LENGTH = 64

@@ -7,7 +7,6 @@ the Typer commands call the same functions, so both give the same output.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from oauthtok.cli.output import (
     console,
@@ -20,6 +19,7 @@ from oauthtok.cli.output import (
     when,
 )
 
+TYPE_CHECKING = False  # typing costs ~4 ms to import: `list` and `show` answer without it
 if TYPE_CHECKING:
     from oauthtok.store import MetadataReader
 

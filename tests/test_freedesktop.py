@@ -5,6 +5,7 @@ The real Secret Service where one can show it; a scripted connection for the rac
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, ClassVar
 
 import pytest
@@ -13,7 +14,7 @@ from oauthtok import freedesktop
 from oauthtok.contract import SECRET_NAMESPACE
 from oauthtok.errors import StoreError
 from oauthtok.freedesktop import ItemMissing, ItemVanished, SecretServiceBackend
-from oauthtok.minibus import BusError
+from oauthtok.minibus import BusError, Variant
 from oauthtok.secretstore import SecretStore
 from tests.helpers import locked_collection
 
@@ -66,6 +67,16 @@ def test_a_locked_collection_goes_to_the_prompting_backend(
     assert len(prompting.made) == 2
     assert SecretServiceBackend().get_password(NS, "k1") == "v1"  # unlocked: the bus again
     SecretServiceBackend().delete_password(NS, "k1")
+
+
+def test_the_pre_flight_check_sees_a_locked_keyring(keyring_env: dict[str, str]) -> None:
+    """`check()` reads an entry that does not exist: finding nothing in a locked collection
+    is no answer (exit 8 "locked" before anyone consents, as `create` checks first)."""
+    with locked_collection(keyring_env["password"]):
+        with pytest.raises(StoreError) as raised:
+            SecretStore(SecretServiceBackend(), timeout=10).check()
+        assert "locked" in str(raised.value) and raised.value.exit_code == 8
+    SecretStore(SecretServiceBackend(), timeout=10).check()  # unlocked: fine
 
 
 def test_locked_without_a_desktop_is_the_locked_line(keyring_env: dict[str, str]) -> None:
@@ -128,6 +139,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch, *scripts: Script) -> SecretService
 
 
 GONE = BusError("call 5: gone", "org.freedesktop.Secret.Error.NoSuchObject")
+UNLOCKED = Variant("b", False)
 SECRET = ("/s", b"", json.dumps({"access_token": "x"}).encode(), "text/plain")
 
 
@@ -153,6 +165,7 @@ def test_a_delete_of_an_item_already_gone_is_fine_and_none_found_is_missing(
     script = Script({
         ("Collection", "SearchItems"): [(["/i/1", "/i/2"],), ([],)],
         ("Item", "Delete"): [GONE, ("/",)],
+        ("Properties", "Get"): [(UNLOCKED,)],
     })  # fmt: skip
     backend = scripted(monkeypatch, script)
     backend.delete_password(NS, "k")
@@ -179,11 +192,71 @@ def test_a_write_or_delete_that_needs_a_prompt_is_handed_over(
     assert prompting.made[1].calls == [("delete", "k")]
 
 
+def test_nothing_found_in_a_locked_collection_is_handed_over(
+    monkeypatch: pytest.MonkeyPatch, prompting: type[Prompting]
+) -> None:
+    """KeePassXC's search finds nothing while locked: a read would say "no secret" (exit 4,
+    reauthorize) and a delete would leave the item; both go to the prompting backend."""
+    locked = Variant("b", True)
+    script = Script({
+        ("Collection", "SearchItems"): [([],)],
+        ("Properties", "Get"): [(locked,)],
+    })  # fmt: skip
+    assert scripted(monkeypatch, script).get_password(NS, "k") == "from-prompting"
+    script = Script({
+        ("Collection", "SearchItems"): [([],)],
+        ("Properties", "Get"): [(locked,)],
+    })  # fmt: skip
+    scripted(monkeypatch, script).delete_password(NS, "k")
+    assert [p.calls for p in prompting.made] == [[("get", "k")], [("delete", "k")]]
+    unlocked = Script({
+        ("Collection", "SearchItems"): [([],), ([],)],
+        ("Properties", "Get"): [(UNLOCKED,), (UNLOCKED,)],
+    })  # fmt: skip
+    backend = scripted(monkeypatch, unlocked)
+    assert backend.get_password(NS, "k") is None
+    with pytest.raises(ItemMissing):
+        backend.delete_password(NS, "k")
+    assert len(prompting.made) == 2
+
+
+def test_a_call_stuck_in_a_prompt_does_not_hold_the_next_one_forever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SecretStore abandons a call that hangs (an unlock prompt nobody answers); the next
+    call waits for the backend at most its timeout, then says so (exit 8)."""
+    import threading
+
+    release = threading.Event()
+
+    class Hanging(Prompting):
+        def get_password(self, namespace: str, key: str) -> str | None:
+            release.wait(10)
+            return None
+
+    monkeypatch.setattr(freedesktop, "PromptingBackend", Hanging)
+    script = Script({("Collection", "CreateItem"): [("/", "/prompt/1")]})
+    monkeypatch.setattr(SecretServiceBackend, "_open", lambda self: (script, "/c", "/s"))
+    backend = SecretServiceBackend(timeout=0.3)
+    backend.set_password(NS, "k", "v")  # handed over: the process stays with the prompter
+    try:
+        with pytest.raises(StoreError, match="did not answer"):
+            SecretStore(backend, timeout=0.2).get("k")  # abandoned, still waiting
+        started = time.monotonic()
+        with pytest.raises(StoreError) as raised:
+            backend.get_password(NS, "k")
+        assert 0.25 <= time.monotonic() - started < 2
+        assert "earlier request is still waiting" in str(raised.value)
+        assert raised.value.exit_code == 8
+    finally:
+        release.set()
+
+
 def test_a_broken_connection_is_replaced_by_the_next_call(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     first = Script({("Collection", "SearchItems"): [BusError("the bus did not answer in time")]})
-    second = Script({("Collection", "SearchItems"): [([],)]})
+    second = Script({("Collection", "SearchItems"): [([],)], ("Properties", "Get"): [(UNLOCKED,)]})
     backend = scripted(monkeypatch, first, second)
     with pytest.raises(BusError):
         backend.get_password(NS, "k")

@@ -157,3 +157,39 @@ def test_a_store_lock_held_too_long_is_exit_8_with_one_line(
     )
     assert raised.value.exit_code == 8
     assert [r.name for r in store.records()] == ["a"]
+
+
+def test_the_umask_does_not_decide_the_lock_files_mode(tmp_path: Path) -> None:
+    path = tmp_path / "x.lock"
+    old = os.umask(0o277)  # a file made 0400: filelock's fchmod made it 0600, so do we
+    try:
+        with held(str(path), 1):
+            pass
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_fifo_or_a_folder_in_the_lock_files_place_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "x.lock"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"), held(str(fifo), 1):
+        pytest.fail("locked a FIFO")
+    folder = tmp_path / "y.lock"
+    folder.mkdir()
+    with pytest.raises(OSError), held(str(folder), 1):
+        pytest.fail("locked a folder")
+
+
+def test_the_file_stores_lock_failures_are_exit_8(tmp_path: Path) -> None:
+    """A symlink where the file store's lock goes: one StoreError line, not an OSError."""
+    from oauthtok.filestore import LOCK_NAME, FileStore
+
+    data = tmp_path / "d"
+    (data / "locks").mkdir(parents=True)
+    (data / "locks" / LOCK_NAME).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(StoreError) as raised:
+        FileStore(str(data)).set("0123456789abcdef0123456789abcdef", "s3cr3t-v4lue")
+    assert raised.value.exit_code == 8 and "cannot lock the file store" in str(raised.value)
+    assert "s3cr3t" not in str(raised.value)
+    assert not (tmp_path / "elsewhere").exists()

@@ -410,14 +410,21 @@ class FileStore:
             os.makedirs(lock_dir, mode=0o700, exist_ok=True)  # the umask's mode, not 0700)
         except OSError as exc:
             raise StoreError(f"cannot create {lock_dir}: {exc.strerror or exc}") from None
+        stack = contextlib.ExitStack()
         try:
-            with held(os.path.join(lock_dir, LOCK_NAME), self.lock_timeout):
-                yield
+            stack.enter_context(held(os.path.join(lock_dir, LOCK_NAME), self.lock_timeout))
         except LockTimeout:
             raise StoreError(
                 f"another oauthtok process held the file store's lock for {self.lock_timeout:g} "
                 "s; retry, or look for a stuck oauthtok process"
             ) from None
+        except OSError as exc:
+            raise StoreError(
+                f"cannot lock the file store in {lock_dir} ({exc.strerror or exc}); check that "
+                "the data folder is yours and writable (OAUTHTOK_DATA_DIR moves it)"
+            ) from None
+        with stack:  # released however the block ends
+            yield
 
     # -- reading ------------------------------------------------------------------------------
     def _path(self, key: str) -> str:

@@ -80,6 +80,7 @@ def read_secret(namespace: str, key: str, timeout: float = 5.0) -> str | None:
 
 
 _ITEM = "org.freedesktop.Secret.Item"
+_PROPERTIES = "org.freedesktop.DBus.Properties"
 _LABEL = "org.freedesktop.Secret.Item.Label"
 _ATTRIBUTES = "org.freedesktop.Secret.Item.Attributes"
 #: error replies meaning "that item is gone" (deleted by another process meanwhile)
@@ -136,7 +137,8 @@ class SecretServiceBackend:
             _, session = conn.reply(opened)
             if collection == "/":
                 raise _NeedsPrompt("no default collection")  # creating one prompts
-            # a locked collection: its items answer IsLocked, a new item asks for a prompt
+            # a locked collection: its items answer IsLocked, a new item asks for a prompt, and
+            # a search that finds nothing asks whether it is locked (`_search`)
         except BaseException:
             conn.__exit__()
             raise
@@ -146,7 +148,16 @@ class SecretServiceBackend:
         """`method` on the bus, or on the prompting backend when a prompt is needed."""
         from oauthtok.minibus import BusError
 
-        with self._mutex:
+        # bounded: a call abandoned by SecretStore's timeout (a prompt nobody answers) may
+        # still hold it
+        if not self._mutex.acquire(timeout=self._timeout):
+            from oauthtok.errors import StoreError
+
+            raise StoreError(
+                f"the keyring did not answer within {self._timeout:g} s (an earlier request is "
+                "still waiting, for an unlock prompt?); unlock it and retry"
+            )
+        try:
             if self._prompting is None:
                 try:
                     if self._bus is None:
@@ -165,6 +176,8 @@ class SecretServiceBackend:
                     else:
                         raise
             return getattr(self._prompting, method)(*args)
+        finally:
+            self._mutex.release()
 
     def _close(self) -> None:
         if self._bus is not None:
@@ -184,9 +197,17 @@ class SecretServiceBackend:
 
     # -- on the bus -------------------------------------------------------------------------
     def _search(self, conn: Any, collection: str, namespace: str, key: str) -> list[str]:
+        """The items of (namespace, key). Nothing found in a locked collection is no answer:
+        KeePassXC finds nothing while locked, and "no secret" would then mean "reauthorize"
+        (or a delete that leaves the item): the prompting backend unlocks first."""
         attributes = {"service": namespace, "username": key}
         (items,) = conn.call(_BUS_NAME, collection, _COLLECTION, "SearchItems", "a{ss}",
                              (attributes,))  # fmt: skip
+        if not items:
+            (locked,) = conn.call(_BUS_NAME, collection, _PROPERTIES, "Get", "ss",
+                                  (_COLLECTION, "Locked"))  # fmt: skip
+            if getattr(locked, "value", True) is not False:
+                raise _NeedsPrompt("the collection is locked")
         return [str(i) for i in items]
 
     def _get_password(

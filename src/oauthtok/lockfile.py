@@ -5,10 +5,12 @@ On POSIX this is the standard library only (`fcntl`): filelock 4 costs ~30 ms to
 itself is a dozen lines. Windows keeps filelock, which knows its locking.
 
 The lock file is opened with O_NOFOLLOW (a symlink planted in its place is refused, as
-filelock ≥ 3.20.1 does: CVE-2025-68146), created 0600, and never deleted (deleting a lock file
+filelock ≥ 3.20.1 does: CVE-2025-68146), must be a regular file, is made 0600 whatever the
+umask, and is never deleted (deleting a lock file
 while another process waits on it would let two processes hold "the" lock). A lock belongs to
 the open file, not the process: two threads, or two processes, each opening the file exclude
-each other, and the lock ends when the file is closed (when the process dies too).
+each other, and the lock ends when the file is closed (when the process dies too). `flock`
+on NFS needs the server's lock service; keep the data folder on a local file system.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def held(path: str, timeout: float) -> Iterator[None]:
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(path, flags, 0o600)
     try:
+        _check_file(fd, path)
         _acquire(fd, path, timeout)
         try:
             yield
@@ -57,6 +60,20 @@ def held(path: str, timeout: float) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _check_file(fd: int, path: str) -> None:
+    """A regular file (not a FIFO or device planted there), 0600 whatever the umask made it
+    (a mode we cannot set on a file that is not ours is left: the caller checks owners)."""
+    import errno
+    import stat
+
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    if stat.S_IMODE(st.st_mode) != 0o600:
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, 0o600)
 
 
 def _acquire(fd: int, path: str, timeout: float) -> None:

@@ -16,7 +16,13 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import create_in_process, expire_token, keyring_items, run_oauthtok
+from tests.helpers import (
+    PROGRAM,
+    create_in_process,
+    expire_token,
+    keyring_items,
+    run_oauthtok,
+)
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -304,7 +310,7 @@ HEAVY = (
 def imported_modules(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
     """Run the real entry point with -X importtime; the set of modules it imported."""
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "oauthtok", *args],
+        [sys.executable, "-X", "importtime", *PROGRAM[1:], *args],
         capture_output=True,
         text=True,
     )

@@ -98,6 +98,11 @@ def secret_service() -> Iterator[dict[str, str]]:
 @pytest.fixture
 def keyring_env(secret_service: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The real Secret Service for this test (and its subprocesses)."""
+    from tests.secret_service_daemon import ended_early
+
+    died = ended_early()
+    if died:  # seen once in many runs (gnome-keyring gone): say so, not "no usable keyring"
+        pytest.fail(f"the private Secret Service is gone: {died}")
     monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", secret_service["address"])
     return secret_service
 

@@ -26,6 +26,19 @@ PASSWORD = "oauthtok-tests"
 DAEMONS = ("dbus-daemon", "gnome-keyring-daemon")
 
 
+#: the daemons of the running private Secret Services (for `ended_early`)
+RUNNING: list[subprocess.Popen[bytes]] = []
+
+
+def ended_early() -> str | None:
+    """Which daemon of a running private Secret Service has ended, and how (None: all run).
+    Every later keyring test would fail with "no usable keyring": this says why instead."""
+    for proc in RUNNING:
+        if proc.poll() is not None:
+            return f"{proc.args[0]} ended with status {proc.returncode}"  # type: ignore[index]
+    return None
+
+
 class Unavailable(RuntimeError):
     pass
 
@@ -125,8 +138,12 @@ def private_secret_service() -> Iterator[dict[str, str]]:
             if keyring_daemon.poll() is not None or time.monotonic() > deadline:
                 raise Unavailable("gnome-keyring-daemon did not offer an unlocked collection")
             time.sleep(0.02)
+        RUNNING.extend(procs)
         yield {"address": address, "password": PASSWORD}
     finally:
+        for proc in procs:
+            if proc in RUNNING:
+                RUNNING.remove(proc)
         for proc in reversed(procs):
             proc.terminate()
         for proc in reversed(procs):

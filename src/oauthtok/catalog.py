@@ -13,18 +13,60 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from oauthtok import paths
 from oauthtok.errors import AuthorizationFailed, CatalogError, ProviderError, UsageError
-from oauthtok.models import Endpoints, Flow, Service, TokenAuth
+from oauthtok.models import Endpoints, Flow, TokenAuth
 from oauthtok.sanitize import terminal_text
 
 if TYPE_CHECKING:
     import httpx
+
+
+@dataclass(frozen=True)
+class Service:
+    """One entry of the service catalog, as written (placeholders not yet filled)."""
+
+    name: str
+    title: str
+    origin: str
+    authorize_url: str | None = None
+    token_url: str | None = None
+    device_authorization_url: str | None = None
+    revocation_url: str | None = None
+    #: the expected issuer; with no token_url the endpoints are discovered from it
+    issuer: str | None = None
+    #: a regular expression (placeholders filled and escaped) any issuer of it matches
+    issuer_pattern: str | None = None
+    redirect_uri: str = "http://127.0.0.1"
+    params: dict[str, str] = field(default_factory=dict)
+    refresh_scope: str | None = None
+    token_auth: TokenAuth = TokenAuth.CLIENT_SECRET_POST
+    authorize_params: dict[str, str] = field(default_factory=dict)
+    scopes: dict[str, str] = field(default_factory=dict)
+    default_scopes: tuple[str, ...] = ()
+    help: str = ""
+    #: prefixes the provider drops when it reports granted scopes (Microsoft's resource URLs)
+    scope_prefixes: tuple[str, ...] = ()
+    #: the provider's own spelling of a scope → the one a person asks for (Google's `email`)
+    scope_aliases: dict[str, str] = field(default_factory=dict)
+    #: an error code or AADSTS number → what to change (`KEY/public`: for public clients)
+    error_hints: dict[str, str] = field(default_factory=dict)
+    #: the flow to use when no browser can be opened (default: device if there is one, else paste)
+    headless_flow: Flow | None = None
+    #: endpoint keys of a bundled service that a later catalog layer changed → that layer
+    endpoint_overrides: dict[str, str] = field(default_factory=dict)
+    #: RFC 7662 token introspection (`inspect --remote`)
+    introspection_url: str | None = None
+    #: the refresh token lapses when unused this long (Microsoft: 90); see `lifecycle`
+    refresh_token_idle_days: float | None = None
+    #: the grant ends this long after consent (Google apps in "Testing": 7); see `lifecycle`
+    refresh_token_max_days: float | None = None
+
 
 BUNDLED = "bundled"
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")

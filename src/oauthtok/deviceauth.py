@@ -35,9 +35,10 @@ from oauthtok.kinds import Flow, TokenAuth
 if TYPE_CHECKING:
     import httpx
 
+    from oauthtok.catalog import Service
     from oauthtok.client_cert import ClientCertificate
     from oauthtok.manager import TokenManager
-    from oauthtok.models import Service, TokenRecord
+    from oauthtok.models import TokenRecord
 
 #: the hidden command the detached process runs
 WAIT_COMMAND = "device-wait"

@@ -12,15 +12,15 @@ rules and `lifecycle` (which knows neither).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from oauthtok import lifecycle
 
 TYPE_CHECKING = False  # typing costs ~4 ms to import: `list` and `show` answer without it
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
-    from oauthtok.models import Service, TokenRecord
+    from oauthtok.catalog import Service
+    from oauthtok.models import TokenRecord
     from oauthtok.oauth import Grant
 
 

@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oauthtok import grants, lifecycle, paths
 from oauthtok.errors import (
@@ -28,7 +28,10 @@ from oauthtok.errors import (
     StoreError,
     command,
 )
-from oauthtok.models import Service, TokenRecord
+from oauthtok.models import TokenRecord
+
+if TYPE_CHECKING:
+    from oauthtok.catalog import Service
 
 EXIT_CONFIG = 7
 EXIT_PROVIDER = 6

@@ -21,9 +21,10 @@ from oauthtok.errors import UsageError
 if TYPE_CHECKING:
     import httpx
 
+    from oauthtok.catalog import Service
     from oauthtok.jwtinfo import TokenInfo
     from oauthtok.manager import TokenManager
-    from oauthtok.models import Service, TokenRecord
+    from oauthtok.models import TokenRecord
 
 #: seconds `oauthtok test` may take in all (connect, TLS, login, logout)
 DEFAULT_TEST_TIMEOUT = 30.0

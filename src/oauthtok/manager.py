@@ -37,7 +37,6 @@ from oauthtok.models import (
     DEFAULT_AUTH_TIMEOUT,
     Endpoints,
     Flow,
-    Service,
     TokenAuth,
     TokenRecord,
     TokenSet,
@@ -48,6 +47,7 @@ from oauthtok.store import TokenStore, new_token_id, validate_name
 if TYPE_CHECKING:
     import httpx
 
+    from oauthtok.catalog import Service
     from oauthtok.client_cert import ClientCertificate
 
 

@@ -1,5 +1,6 @@
-"""Plain data: a catalog service, a stored token's metadata and its secrets, and the public
-JSON shapes of both (`record_json`, `service_json`: a documented contract, see README)."""
+"""Plain data: a stored token's metadata and its secrets, and the public JSON shapes of these
+and of a catalog service, `catalog.Service` (`record_json`, `service_json`: a documented
+contract, see README)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ TYPE_CHECKING = False  # typing costs ~4 ms to import: `list` and `show` answer 
 if TYPE_CHECKING:
     from typing import Any, TypeVar
 
+    from oauthtok.catalog import Service  # a catalog entry (defined there: not every command
+    # reads the catalog, and a 25-field dataclass costs ~2.5 ms to create)
+
 __all__ = [
     "DEFAULT_AUTH_TIMEOUT",
     "Endpoints",
     "Flow",
-    "Service",
     "Status",
     "TokenAuth",
     "TokenRecord",
@@ -48,47 +51,6 @@ class Endpoints:
     iss_required: bool = False
     #: RFC 7662 token introspection (`inspect --remote`)
     introspection_url: str | None = None
-
-
-@dataclass(frozen=True)
-class Service:
-    """One entry of the service catalog, as written (placeholders not yet filled)."""
-
-    name: str
-    title: str
-    origin: str
-    authorize_url: str | None = None
-    token_url: str | None = None
-    device_authorization_url: str | None = None
-    revocation_url: str | None = None
-    #: the expected issuer; with no token_url the endpoints are discovered from it
-    issuer: str | None = None
-    #: a regular expression (placeholders filled and escaped) any issuer of it matches
-    issuer_pattern: str | None = None
-    redirect_uri: str = "http://127.0.0.1"
-    params: dict[str, str] = field(default_factory=dict)
-    refresh_scope: str | None = None
-    token_auth: TokenAuth = TokenAuth.CLIENT_SECRET_POST
-    authorize_params: dict[str, str] = field(default_factory=dict)
-    scopes: dict[str, str] = field(default_factory=dict)
-    default_scopes: tuple[str, ...] = ()
-    help: str = ""
-    #: prefixes the provider drops when it reports granted scopes (Microsoft's resource URLs)
-    scope_prefixes: tuple[str, ...] = ()
-    #: the provider's own spelling of a scope → the one a person asks for (Google's `email`)
-    scope_aliases: dict[str, str] = field(default_factory=dict)
-    #: an error code or AADSTS number → what to change (`KEY/public`: for public clients)
-    error_hints: dict[str, str] = field(default_factory=dict)
-    #: the flow to use when no browser can be opened (default: device if there is one, else paste)
-    headless_flow: Flow | None = None
-    #: endpoint keys of a bundled service that a later catalog layer changed → that layer
-    endpoint_overrides: dict[str, str] = field(default_factory=dict)
-    #: RFC 7662 token introspection (`inspect --remote`)
-    introspection_url: str | None = None
-    #: the refresh token lapses when unused this long (Microsoft: 90); see `lifecycle`
-    refresh_token_idle_days: float | None = None
-    #: the grant ends this long after consent (Google apps in "Testing": 7); see `lifecycle`
-    refresh_token_max_days: float | None = None
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from oauthtok.models import Service
+if TYPE_CHECKING:
+    from oauthtok.catalog import Service
+
 
 #: OpenID Connect Core §3.1.2.1: granted when an id_token comes back
 OPENID = "openid"

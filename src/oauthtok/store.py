@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
 
 from oauthtok import layout, paths
 from oauthtok.errors import ReauthorizationRequired, StoreError, TokenNotFound, UsageError, command
@@ -26,6 +25,7 @@ from oauthtok.models import TokenRecord, TokenSet
 
 TYPE_CHECKING = False  # typing costs ~4 ms to import: `list` and `show` answer without it
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     from oauthtok.filestore import KeyedSecrets

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
 
 from oauthtok.errors import say
 
 TYPE_CHECKING = False  # typing costs ~4 ms to import: `list` and `show` answer without it
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
     from rich.console import Console

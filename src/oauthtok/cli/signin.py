@@ -34,9 +34,9 @@ from oauthtok.errors import Cancelled, UsageError, command
 from oauthtok.kinds import DEFAULT_AUTH_TIMEOUT, Flow, TokenAuth
 
 if TYPE_CHECKING:
+    from oauthtok.catalog import Service
     from oauthtok.client_cert import ClientCertificate as ClientCertificateData
     from oauthtok.manager import TokenManager
-    from oauthtok.models import Service
     from oauthtok.oauth import DeviceAuthorization
 
 MAX_SECRET_TRIES = 3

@@ -339,6 +339,7 @@ def test_due_token_takes_the_full_path_with_the_same_answer(auth_server: Any) ->
     assert "oauthtok.freedesktop" in modules and "keyring" not in modules  # no discovery
     # the writer speaks D-Bus itself too: secretstorage only for a prompt (a locked keyring)
     assert not {"secretstorage", "jeepney", "cryptography"} & modules
+    assert "oauthtok.notify" not in modules  # no [notify] command: nothing to tell
     assert auth_server.knobs.refresh_requests == 1
 
 

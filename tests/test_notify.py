@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from oauthtok.config import CommandSpec
+from oauthtok.kinds import DEVICE_CODE
 from oauthtok.lifecycle import DAY, Grant, LapseRules, evaluate
-from oauthtok.notify import DEVICE_CODE, Event, Notifier, Outcome, event_for
+from oauthtok.notify import Event, Notifier, Outcome, event_for
 
 TOKEN_ID = "c" * 32
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from oauthtok import notify
 from oauthtok.errors import OauthtokError, ReauthorizationRequired, command
+from oauthtok.kinds import REAUTHORIZATION_NEEDED, REFRESH_FAILED
 
 if TYPE_CHECKING:
+    from oauthtok import notify
     from oauthtok.config import Config
     from oauthtok.lifecycle import Evaluation
     from oauthtok.models import TokenRecord
@@ -32,6 +33,8 @@ def notifier(data_dir: str | None = None, cfg: Config | None = None) -> notify.N
         return None
     if cfg.notify.command is None:
         return None
+    from oauthtok import notify  # (only then: hashlib and its dataclasses cost ~7 ms)
+
     return notify.Notifier(cfg.notify.command, cfg.notify.every, data_dir or paths.data_dir())
 
 
@@ -53,9 +56,11 @@ def raise_event(event: notify.Event, to: notify.Notifier | None = None) -> str |
 def failure_event(record: TokenRecord, exc: OauthtokError) -> notify.Event:
     """The event a failed renewal raises: the grant is gone, or the renewal failed for now."""
     if isinstance(exc, ReauthorizationRequired):
-        kind, fix = notify.REAUTHORIZATION_NEEDED, command("reauthorize", record.name)
+        kind, fix = REAUTHORIZATION_NEEDED, command("reauthorize", record.name)
     else:
-        kind, fix = notify.REFRESH_FAILED, command("refresh", record.name)
+        kind, fix = REFRESH_FAILED, command("refresh", record.name)
+    from oauthtok import notify
+
     return notify.Event(
         kind=kind,
         token_id=record.id,
@@ -78,7 +83,7 @@ def after_failure(record: TokenRecord | None, exc: BaseException) -> str | None:
 
 
 #: what a successful renewal proves wrong (a lapse ahead stays ahead)
-RENEWAL_EVENTS = (notify.REAUTHORIZATION_NEEDED, notify.REFRESH_FAILED)
+RENEWAL_EVENTS = (REAUTHORIZATION_NEEDED, REFRESH_FAILED)
 
 
 def after_success(
@@ -99,6 +104,8 @@ def for_evaluation(
     """`status`: raise what a token's state calls for; forget what an ok token raised."""
     if to is None:
         return None
+    from oauthtok import notify
+
     event = notify.event_for(evaluation, record.service, record.account)
     if event is None:  # (a lapse ahead may still be ahead: another window may warn of it)
         after_success(record, to)

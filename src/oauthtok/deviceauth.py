@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from oauthtok import alerts, notify, oauth
+from oauthtok import alerts, kinds, notify, oauth
 from oauthtok.errors import (
     OauthtokError,
     ProviderError,
@@ -110,7 +110,7 @@ def start(
     pid = spawn(json.dumps(payload).encode())
     until = time.strftime("%H:%M", time.localtime(expires_at))
     event = notify.Event(
-        kind=notify.DEVICE_CODE,
+        kind=kinds.DEVICE_CODE,
         token_id=record.id,
         name=record.name,
         service=record.service,
@@ -237,7 +237,7 @@ def _failed(manager: TokenManager, record: TokenRecord, started_at: float, why: 
     if (current.obtained_at or 0) > started_at:
         return 0
     event = notify.Event(
-        kind=notify.REAUTHORIZATION_NEEDED,
+        kind=kinds.REAUTHORIZATION_NEEDED,
         token_id=current.id,
         name=current.name,
         service=current.service,
@@ -247,7 +247,7 @@ def _failed(manager: TokenManager, record: TokenRecord, started_at: float, why: 
     )
     to = alerts.notifier()
     if to is not None:
-        to.forget(current.id, (notify.REAUTHORIZATION_NEEDED,))  # "again": not rate-limited
+        to.forget(current.id, (kinds.REAUTHORIZATION_NEEDED,))  # "again": not rate-limited
         alerts.raise_event(event, to)
     return 1
 

@@ -32,3 +32,11 @@ class Status(StrEnum):
     VALID = "valid"
     EXPIRED_WILL_REFRESH = "expired-will-refresh"
     NEEDS_REAUTHORIZATION = "needs-reauthorization"
+
+
+# -- the events `[notify]` is told of (`notify`; README, "Notifications") -----------------------
+REAUTHORIZATION_NEEDED = "reauthorization-needed"
+LAPSES_SOON = "lapses-soon"
+REFRESH_FAILED = "refresh-failed"
+DEVICE_CODE = "device-code"
+EVENTS = (REAUTHORIZATION_NEEDED, LAPSES_SOON, REFRESH_FAILED, DEVICE_CODE)

@@ -31,13 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from oauthtok.config import CommandSpec
+from oauthtok.kinds import DEVICE_CODE, EVENTS
 from oauthtok.lifecycle import Evaluation
-
-REAUTHORIZATION_NEEDED = "reauthorization-needed"
-LAPSES_SOON = "lapses-soon"
-REFRESH_FAILED = "refresh-failed"
-DEVICE_CODE = "device-code"
-EVENTS = (REAUTHORIZATION_NEEDED, LAPSES_SOON, REFRESH_FAILED, DEVICE_CODE)
 
 STATE_FILE = "notify-state.json"
 STATE_VERSION = 1

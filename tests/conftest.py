@@ -22,7 +22,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Compile oauthtok's source to bytecode once, before the workers start; let pytest keep
     the test modules it rewrites.
 
-    The suite runs hundreds of `python -m oauthtok` processes on the editable install. An
+    The suite runs hundreds of `oauthtok` processes on the editable install. An
     installed oauthtok has its bytecode (pip compiles at install), but under
     PYTHONDONTWRITEBYTECODE=1 (set on this machine and in CI) nothing writes it for the source
     tree, so each process would compile every module it imports, again: ~50 ms for `create`.
@@ -32,11 +32,24 @@ def pytest_configure(config: pytest.Config) -> None:
     its children inherit is unchanged.
     """
     sys.dont_write_bytecode = False
+    _let_ctrl_c_through()
     if hasattr(config, "workerinput"):  # an xdist worker: the controller did it
         return
     import compileall
 
     compileall.compile_dir(TESTS.parent / "src" / "oauthtok", quiet=1)
+
+
+def _let_ctrl_c_through() -> None:
+    """A shell that starts the suite as a background job (`pytest &`, a script's `&`) ignores
+    SIGINT for it, and an ignored signal stays ignored across exec: the programs the tests
+    start could not be interrupted, and the Ctrl-C tests would wait out their timeouts. A
+    handled signal goes back to the default at exec, so handling it here restores Ctrl-C for
+    every child (the tests press it themselves; no terminal reaches a background job)."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oauthtok.lifecycle import (
     ATTENTION,
@@ -161,6 +163,31 @@ def test_old_records_map_onto_grants() -> None:
 
 
 # -- keep-alive ---------------------------------------------------------------------------------
+
+
+times = st.one_of(st.none(), st.floats(NOW - 400 * DAY, NOW + 400 * DAY))
+days = st.one_of(st.none(), st.floats(0.5, 400))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    flow=st.sampled_from(["browser", "device", "client-credentials"]),
+    has_refresh_token=st.booleans(),
+    obtained=times, used=times, rotated=times, provider_end=times, expires=times,
+    idle=days, max_days=days,
+)  # fmt: skip
+def test_lapses_at_is_the_time_predict_lapse_gives(
+    flow: str, has_refresh_token: bool, obtained: float | None, used: float | None,
+    rotated: float | None, provider_end: float | None, expires: float | None,
+    idle: float | None, max_days: float | None,
+) -> None:  # fmt: skip
+    """`list` asks `lapses_at` (no reasons built) for 1,000 tokens; `show` and `status` ask
+    `predict_lapse`: the two never disagree on when."""
+    g = grant(flow=flow, has_refresh_token=has_refresh_token, obtained_at=obtained,
+              refresh_used_at=used, refresh_rotated_at=rotated,
+              refresh_expires_at=provider_end, expires_at=expires)  # fmt: skip
+    rules = LapseRules(idle_days=idle, max_days=max_days)
+    assert lapses_at(g, rules) == predict_lapse(g, rules).at
 
 
 def test_is_idle() -> None:

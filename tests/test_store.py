@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from secretstorage.exceptions import ItemNotFoundException, LockedException
 
+from oauthtok import layout
 from oauthtok.contract import SECRET_NAMESPACE
 from oauthtok.errors import StoreError, TokenNotFound, UsageError
 from oauthtok.models import Endpoints, Flow, TokenAuth, TokenRecord
@@ -481,6 +482,18 @@ def test_a_record_read_is_the_record_written(tmp_path: Path) -> None:
     assert a.params == {} and a.params is not b.params  # a fresh default, as __init__ gives
     with pytest.raises(FrozenInstanceError):
         a.name = "x"  # type: ignore[misc]
+
+
+def test_a_record_larger_than_one_read_is_read_whole(tmp_path: Path) -> None:
+    """`layout.read_whole` reads in 64 KiB steps: a record of ~300 KB (many scopes) too."""
+    memory = MemoryKeyring()
+    store = TokenStore(SecretStore(memory), data_dir=str(tmp_path / "d"))
+    scopes = tuple(f"https://example.test/scope/{i:06d}" for i in range(8000))
+    record = store.add(make_record("big", scopes=scopes), make_secrets())
+    assert Path(layout.record_path(store.data_dir, record.id)).stat().st_size > 4 * 65536
+    assert store.get("big").scopes == scopes
+    (tmp_path / "empty").touch()
+    assert layout.read_whole(str(tmp_path / "empty")) == b""
 
 
 def test_a_grant_read_fast_is_the_grant_init_makes() -> None:

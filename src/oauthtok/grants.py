@@ -92,7 +92,8 @@ def lapse_of(record: TokenRecord, catalog: Mapping[str, Service] | None) -> life
 
 def lapses_at(record: TokenRecord, catalog: Mapping[str, Service] | None) -> float | None:
     """The predicted end of the grant (Unix time), or None when none is predicted."""
-    return lapse_of(record, catalog).at
+    service = None if catalog is None else catalog.get(record.service)
+    return lifecycle.lapses_at(to_grant(record), rules_for(record, service))
 
 
 def catalog_or_none() -> dict[str, Service] | None:

@@ -222,6 +222,36 @@ def test_renew_gives_a_kept_connection_a_new_deadline(tmp_path: Path) -> None:
         assert conn.call("d.e", "/p", "i.f", "M", "s", ("x",)) == ("late",)
 
 
+def test_it_hangs_up_only_after_every_call_sent_is_answered(tmp_path: Path) -> None:
+    """A search that finds nothing ends the read before the session it opened alongside is
+    answered: hanging up then made gnome-keyring abort (it answered a client that was gone).
+    The connection waits for that answer first; a call never sent is not sent at exit."""
+    seen: dict[str, float] = {}
+
+    def answers(conn: socket.socket, serial: int) -> None:
+        conn.sendall(message(2, serial, "s", "first"))
+        time.sleep(0.3)  # the second call's answer comes late
+        seen["answered"] = time.monotonic()
+        conn.sendall(message(2, serial + 1, "s", "second"))
+        rest = b""
+        while chunk := conn.recv(4096):  # until the client hangs up
+            rest += chunk
+        seen["hung_up"] = time.monotonic()
+        seen["more"] = len(rest)
+
+    with scripted_bus(tmp_path, answers) as bus:
+        conn = Connection(bus, 5.0)
+        first = conn.send("d.e", "/p", "i.f", "M", "s", ("x",))
+        conn.send("d.e", "/p", "i.f", "N", "s", ("y",))  # sent with the first, never asked for
+        assert conn.reply(first) == ("first",)
+        conn.send("d.e", "/p", "i.f", "O", "s", ("z",))  # queued, never sent
+        with conn:
+            pass
+        time.sleep(0.1)
+    assert seen["hung_up"] >= seen["answered"]
+    assert seen["more"] == 0  # the queued call did not go out at the end
+
+
 def test_no_bus_there(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         call(f"unix:path={tmp_path / 'nothing'}")

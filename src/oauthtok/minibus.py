@@ -245,6 +245,7 @@ class Connection:
         self._buffer = b""
         self._replies: dict[int, tuple[int, dict[int, object], tuple[object, ...]]] = {}
         self._waiting: set[int] = set()  # calls sent and not answered yet
+        self._unsent: set[int] = set()  # ... of which still in `_outgoing`
         # Pipelined, as sd-bus does: authentication, BEGIN and Hello go out with the first
         # calls in one write, and the bus answers them in order (3 round trips for a secret
         # instead of 6).
@@ -264,7 +265,30 @@ class Connection:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._sock.close()
+        try:
+            self._drain()
+        finally:
+            self._sock.close()
+
+    def _drain(self) -> None:
+        """Before hanging up, wait (within the deadline) for the answers to calls still
+        unanswered, e.g. the session opened together with a search that found nothing.
+        gnome-keyring aborts when it answers a client that is gone ("gkd_secret_service_
+        get_pkcs11_session: assertion 'client' failed"): the whole daemon, and every secret
+        of the desktop session with it."""
+        self._outgoing.clear()  # calls never sent need no answer (nor sending now)
+        sent = self._waiting - self._unsent
+        while sent:
+            serial = min(sent)
+            sent.discard(serial)
+            try:
+                self.reply(serial)
+            except BusError as exc:
+                if exc.name:  # an error reply is an answer too
+                    continue
+                return  # the deadline passed, or the bus is gone: nothing more to wait for
+            except OSError:
+                return
 
     def _settimeout(self) -> None:
         left = self._deadline - time.monotonic()
@@ -330,6 +354,7 @@ class Connection:
         header.pad(8)
         self._outgoing += header.buf + payload.buf
         self._waiting.add(self._serial)
+        self._unsent.add(self._serial)
         return self._serial
 
     def reply(self, serial: int) -> tuple[object, ...]:
@@ -337,6 +362,7 @@ class Connection:
         if self._outgoing:
             self._send(bytes(self._outgoing))
             self._outgoing.clear()
+            self._unsent.clear()
         if not self._authenticated:
             self._read_greeting()
         while serial not in self._replies:

@@ -297,7 +297,7 @@ HEAVY = (
     "httpx",
     "keyring",
     "secretstorage",
-    "cryptography",
+    # (not cryptography: its AES opens the Secret Service's encrypted session, see dhsession)
     "filelock",
     "platformdirs",
     "pydantic",
@@ -338,7 +338,7 @@ def test_due_token_takes_the_full_path_with_the_same_answer(auth_server: Any) ->
     assert "typer" not in modules and "rich" not in modules  # a refresh needs no CLI
     assert "oauthtok.freedesktop" in modules and "keyring" not in modules  # no discovery
     # the writer speaks D-Bus itself too: secretstorage only for a prompt (a locked keyring)
-    assert not {"secretstorage", "jeepney", "cryptography"} & modules
+    assert not {"secretstorage", "jeepney"} & modules
     assert "oauthtok.notify" not in modules  # no [notify] command: nothing to tell
     assert auth_server.knobs.refresh_requests == 1
 

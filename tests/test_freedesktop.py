@@ -132,9 +132,22 @@ class Script:
         self.closed = True
 
 
+class Clear:
+    """The session's transport, as the identity (the scripted service sends values as they are;
+    the real encrypted transport is tested against gnome-keyring and in test_dhsession)."""
+
+    def open(self, iv: bytes, sealed: bytes) -> bytes:
+        return sealed
+
+    def seal(self, value: bytes) -> tuple[bytes, bytes]:
+        return b"", value
+
+
 def scripted(monkeypatch: pytest.MonkeyPatch, *scripts: Script) -> SecretServiceBackend:
     queue = list(scripts)
-    monkeypatch.setattr(SecretServiceBackend, "_open", lambda self: (queue.pop(0), "/c", "/s"))
+    monkeypatch.setattr(
+        SecretServiceBackend, "_open", lambda self: (queue.pop(0), "/c", "/s", Clear())
+    )
     return SecretServiceBackend()
 
 
@@ -236,7 +249,7 @@ def test_a_call_stuck_in_a_prompt_does_not_hold_the_next_one_forever(
 
     monkeypatch.setattr(freedesktop, "PromptingBackend", Hanging)
     script = Script({("Collection", "CreateItem"): [("/", "/prompt/1")]})
-    monkeypatch.setattr(SecretServiceBackend, "_open", lambda self: (script, "/c", "/s"))
+    monkeypatch.setattr(SecretServiceBackend, "_open", lambda self: (script, "/c", "/s", Clear()))
     backend = SecretServiceBackend(timeout=0.3)
     backend.set_password(NS, "k", "v")  # handed over: the process stays with the prompter
     try:

@@ -25,6 +25,8 @@ TYPE_CHECKING = False  # typing costs ~3 ms to import, on the `token` fast path
 if TYPE_CHECKING:
     from typing import Any
 
+    from oauthtok.dhsession import Transport
+
 _BUS_NAME = "org.freedesktop.secrets"
 _SERVICE_PATH = "/org/freedesktop/secrets"
 _SERVICE = "org.freedesktop.Secret.Service"
@@ -43,6 +45,7 @@ def read_secret(namespace: str, key: str, timeout: float = 5.0) -> str | None:
     """The secret stored under (namespace, key) in the default collection, or None.
 
     Raises Unavailable (or minibus.BusError) when it cannot answer: the full path then does."""
+    from oauthtok.dhsession import ALGORITHM, Transport
     from oauthtok.minibus import Connection, Variant
 
     address = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
@@ -52,8 +55,9 @@ def read_secret(namespace: str, key: str, timeout: float = 5.0) -> str | None:
         # the calls that need no answer first go out together with the connection's own
         alias = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "ReadAlias", "s",
                           (contract.COLLECTION_ALIAS,))  # fmt: skip
+        transport = Transport()
         opened = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "OpenSession", "sv",
-                           ("plain", Variant("s", "")))  # fmt: skip
+                           (ALGORITHM, Variant("ay", transport.public)))  # fmt: skip
         (path,) = conn.reply(alias)
         if path == "/":
             raise Unavailable("no default collection")
@@ -65,7 +69,8 @@ def read_secret(namespace: str, key: str, timeout: float = 5.0) -> str | None:
             return None
         if len(items) != 1:
             raise Unavailable(f"{len(items)} items match")
-        _, session = conn.reply(opened)
+        output, session = conn.reply(opened)
+        transport.agree(_bytes(output))
         fetch = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "GetSecrets", "aoo",
                           (items, session))  # fmt: skip
         (secrets,) = conn.reply(fetch)
@@ -73,10 +78,10 @@ def read_secret(namespace: str, key: str, timeout: float = 5.0) -> str | None:
             # GetSecrets leaves out locked items: unlocking needs a prompt, which only the
             # full path shows
             raise Unavailable("the item is locked")
-        value = secrets[items[0]][2]
-        if not isinstance(value, bytes):
+        _, iv, value, _ = secrets[items[0]]
+        if not isinstance(value, bytes) or not isinstance(iv, bytes):
             raise Unavailable("the secret is not bytes")
-        return value.decode("utf-8")
+        return transport.open(iv, value).decode("utf-8")
 
 
 _ITEM = "org.freedesktop.Secret.Item"
@@ -98,6 +103,14 @@ class _NeedsPrompt(Exception):
     collection): the prompting backend takes the call."""
 
 
+def _bytes(output: object) -> bytes:
+    """The service's public key from OpenSession's output (a variant holding `ay`)."""
+    value = getattr(output, "value", None)
+    if getattr(output, "signature", None) != "ay" or not isinstance(value, bytes):
+        raise Unavailable("the service did not agree on a key")
+    return value
+
+
 class SecretServiceBackend:
     """keyring's backend interface on `minibus`: one D-Bus connection and one "plain" session
     per process, kept open (keyring's own backend opens a new connection and a Diffie-Hellman
@@ -117,11 +130,13 @@ class SecretServiceBackend:
 
         self._timeout = timeout
         self._mutex = threading.Lock()  # calls run in SecretStore's worker threads
-        self._bus: tuple[Any, str, str] | None = None  # connection, collection, session
+        #: connection, collection, session, the session's transport key
+        self._bus: tuple[Any, str, str, Transport] | None = None
         self._prompting: PromptingBackend | None = None
 
     # -- the connection ---------------------------------------------------------------------
-    def _open(self) -> tuple[Any, str, str]:
+    def _open(self) -> tuple[Any, str, str, Transport]:
+        from oauthtok.dhsession import ALGORITHM, Transport
         from oauthtok.minibus import Connection, Variant
 
         address = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
@@ -131,10 +146,12 @@ class SecretServiceBackend:
         try:
             alias = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "ReadAlias", "s",
                               (contract.COLLECTION_ALIAS,))  # fmt: skip
+            transport = Transport()
             opened = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "OpenSession", "sv",
-                               ("plain", Variant("s", "")))  # fmt: skip
+                               (ALGORITHM, Variant("ay", transport.public)))  # fmt: skip
             (collection,) = conn.reply(alias)
-            _, session = conn.reply(opened)
+            output, session = conn.reply(opened)
+            transport.agree(_bytes(output))
             if collection == "/":
                 raise _NeedsPrompt("no default collection")  # creating one prompts
             # a locked collection: its items answer IsLocked, a new item asks for a prompt, and
@@ -142,7 +159,7 @@ class SecretServiceBackend:
         except BaseException:
             conn.__exit__()
             raise
-        return conn, str(collection), str(session)
+        return conn, str(collection), str(session), transport
 
     def _run(self, method: str, *args: str) -> Any:
         """`method` on the bus, or on the prompting backend when a prompt is needed."""
@@ -211,26 +228,28 @@ class SecretServiceBackend:
         return [str(i) for i in items]
 
     def _get_password(
-        self, conn: Any, collection: str, session: str, namespace: str, key: str
-    ) -> str | None:
+        self, conn: Any, collection: str, session: str, transport: Transport, namespace: str,
+        key: str,
+    ) -> str | None:  # fmt: skip
         from oauthtok.minibus import BusError
 
         for item in self._search(conn, collection, namespace, key):
             try:
-                ((_, _, value, _),) = conn.call(_BUS_NAME, item, _ITEM, "GetSecret", "o",
-                                                (session,))  # fmt: skip
+                ((_, iv, value, _),) = conn.call(_BUS_NAME, item, _ITEM, "GetSecret", "o",
+                                                 (session,))  # fmt: skip
             except BusError as exc:
                 if exc.name in _GONE:
                     raise ItemVanished(key) from None
                 raise
-            if not isinstance(value, bytes):
+            if not isinstance(value, bytes) or not isinstance(iv, bytes):
                 raise _NeedsPrompt("the secret is not bytes")
-            return value.decode("utf-8")
+            return transport.open(iv, value).decode("utf-8")
         return None
 
     def _set_password(
-        self, conn: Any, collection: str, session: str, namespace: str, key: str, value: str
-    ) -> None:
+        self, conn: Any, collection: str, session: str, transport: Transport, namespace: str,
+        key: str, value: str,
+    ) -> None:  # fmt: skip
         from oauthtok.minibus import Variant
 
         attributes = {**contract.item_attributes(key), "application": contract.ITEM_APPLICATION}
@@ -239,15 +258,17 @@ class SecretServiceBackend:
             _LABEL: Variant("s", contract.item_label(key)),
             _ATTRIBUTES: Variant("a{ss}", attributes),
         }
-        secret = (session, b"", value.encode("utf-8"), "text/plain")
+        iv, sealed = transport.seal(value.encode("utf-8"))
+        secret = (session, iv, sealed, "text/plain")
         item, _prompt = conn.call(_BUS_NAME, collection, _COLLECTION, "CreateItem",
                                   "a{sv}(oayays)b", (properties, secret, True))  # fmt: skip
         if item == "/":
             raise _NeedsPrompt("creating the item needs a prompt")
 
     def _delete_password(
-        self, conn: Any, collection: str, session: str, namespace: str, key: str
-    ) -> None:
+        self, conn: Any, collection: str, session: str, transport: Transport, namespace: str,
+        key: str,
+    ) -> None:  # fmt: skip
         from oauthtok.minibus import BusError
 
         items = self._search(conn, collection, namespace, key)

@@ -1,0 +1,69 @@
+"""The Secret Service's encrypted transport (`dhsession`): the algorithm secretstorage and
+libsecret speak, and why it replaced the "plain" one (gnome-keyring 42 aborts after a few
+hundred to a couple of thousand plain sessions)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from secretstorage.dhcrypto import DH_PRIME_1024, Session
+
+from oauthtok.dhsession import PRIME, Transport
+
+
+def test_the_group_and_the_key_are_secretstorages() -> None:
+    """The same prime, and the same AES key from the same exchange as secretstorage derives
+    (an independent implementation of the specification)."""
+    assert PRIME == DH_PRIME_1024
+    ours, theirs = Transport(), Session()
+    ours.agree(theirs.my_public_key.to_bytes(128, "big"))
+    theirs.set_server_public_key(int.from_bytes(ours.public, "big"))
+    assert ours._key == theirs.aes_key and ours._key is not None and len(ours._key) == 16
+
+
+@pytest.mark.parametrize("value", [b"", b"x", b"0123456789abcdef", os.urandom(5000)])
+def test_seal_and_open(value: bytes) -> None:
+    a, b = Transport(), Transport()
+    a.agree(b.public)
+    b.agree(a.public)
+    iv, sealed = a.seal(value)
+    assert len(iv) == 16 and len(sealed) % 16 == 0 and sealed != value
+    assert b.open(iv, sealed) == value
+
+
+def test_what_does_not_open_is_refused() -> None:
+    a, b = Transport(), Transport()
+    a.agree(b.public)
+    b.agree(a.public)
+    iv, sealed = a.seal(b"secret")
+    with pytest.raises(ValueError):
+        b.open(iv, sealed[:-1])  # not whole blocks
+    with pytest.raises(ValueError):
+        b.open(b"", sealed)
+    other = Transport()
+    other.agree(Transport().public)
+    with pytest.raises(ValueError, match="padding"):
+        for _ in range(20):  # a wrong key gives valid padding 1 time in ~256
+            other.open(*a.seal(b"secret"))
+    with pytest.raises(ValueError, match="range"):
+        a.agree(b"\x01")
+    with pytest.raises(ValueError, match="range"):
+        a.agree((PRIME - 1).to_bytes(128, "big"))
+
+
+@pytest.mark.slow
+def test_many_sessions_leave_gnome_keyring_running(keyring_env: dict[str, str]) -> None:
+    """What made the change: 1,500 reads, each opening its own session as `oauthtok token`
+    does, leave the daemon running (with "plain" sessions it ended after 350-1,857)."""
+    from oauthtok.freedesktop import SecretServiceBackend, read_secret
+    from tests.secret_service_daemon import ended_early
+
+    SecretServiceBackend().set_password("oauthtok", "many", "v" * 3000)
+    started = time.monotonic()
+    for _ in range(1500):
+        assert read_secret("oauthtok", "many") == "v" * 3000
+        assert time.monotonic() - started < 120
+    assert ended_early() is None
+    SecretServiceBackend().delete_password("oauthtok", "many")

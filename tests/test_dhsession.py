@@ -5,7 +5,7 @@ hundred to a couple of thousand plain sessions)."""
 from __future__ import annotations
 
 import os
-import time
+from typing import Any
 
 import pytest
 from secretstorage.dhcrypto import DH_PRIME_1024, Session
@@ -53,17 +53,26 @@ def test_what_does_not_open_is_refused() -> None:
         a.agree((PRIME - 1).to_bytes(128, "big"))
 
 
-@pytest.mark.slow
-def test_many_sessions_leave_gnome_keyring_running(keyring_env: dict[str, str]) -> None:
-    """What made the change: 1,500 reads, each opening its own session as `oauthtok token`
-    does, leave the daemon running (with "plain" sessions it ended after 350-1,857)."""
+def test_every_session_oauthtok_opens_is_encrypted(
+    keyring_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast reader and the backend both ask for the encrypted algorithm (a "plain"
+    session anywhere would bring gnome-keyring 42 down in time)."""
+    from oauthtok import minibus
     from oauthtok.freedesktop import SecretServiceBackend, read_secret
-    from tests.secret_service_daemon import ended_early
 
-    SecretServiceBackend().set_password("oauthtok", "many", "v" * 3000)
-    started = time.monotonic()
-    for _ in range(1500):
-        assert read_secret("oauthtok", "many") == "v" * 3000
-        assert time.monotonic() - started < 120
-    assert ended_early() is None
-    SecretServiceBackend().delete_password("oauthtok", "many")
+    asked: list[object] = []
+    send = minibus.Connection.send
+
+    def recording(self: minibus.Connection, *call: Any) -> int:
+        if call[3] == "OpenSession":
+            asked.append(call[5][0])
+        return send(self, *call)
+
+    monkeypatch.setattr(minibus.Connection, "send", recording)
+    backend = SecretServiceBackend()
+    backend.set_password("oauthtok", "enc", "v")
+    assert read_secret("oauthtok", "enc") == "v"
+    assert backend.get_password("oauthtok", "enc") == "v"
+    backend.delete_password("oauthtok", "enc")
+    assert asked == ["dh-ietf1024-sha256-aes128-cbc-pkcs7"] * 2  # the backend's one, the reader's

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from secretstorage.dhcrypto import DH_PRIME_1024, Session
 
-from oauthtok.dhsession import PRIME, Transport
+from oauthtok.dhsession import PRIME, Transport, _hmac_sha256, decrypt_cbc
 
 
 def test_the_group_and_the_key_are_secretstorages() -> None:
@@ -76,3 +76,27 @@ def test_every_session_oauthtok_opens_is_encrypted(
     assert backend.get_password("oauthtok", "enc") == "v"
     backend.delete_password("oauthtok", "enc")
     assert asked == ["dh-ietf1024-sha256-aes128-cbc-pkcs7"] * 2  # the backend's one, the reader's
+
+
+def test_the_aes_decryption_is_fips_197s_and_cryptographys() -> None:
+    """The fast path's own AES-128-CBC decryption: FIPS-197's appendix C.1 vector, and equal to
+    cryptography's for random keys, IVs and lengths."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
+    plain = bytes.fromhex("00112233445566778899aabbccddeeff")
+    sealed = bytes.fromhex("69c4e0d86a7b0430d8cdb78070b4c55a")
+    assert decrypt_cbc(key, bytes(16), sealed) == plain  # one block, zero IV: plain ECB
+    for n in range(300):
+        key, iv, data = os.urandom(16), os.urandom(16), os.urandom(16 * (1 + n % 50))
+        encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+        assert decrypt_cbc(key, iv, encryptor.update(data) + encryptor.finalize()) == data
+
+
+def test_the_hmac_is_the_standard_librarys() -> None:
+    import hashlib
+    import hmac
+
+    for n in range(65):
+        key, message = os.urandom(n), os.urandom(n * 3)
+        assert _hmac_sha256(key, message) == hmac.new(key, message, hashlib.sha256).digest()

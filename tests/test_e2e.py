@@ -297,7 +297,7 @@ HEAVY = (
     "httpx",
     "keyring",
     "secretstorage",
-    # (not cryptography: its AES opens the Secret Service's encrypted session, see dhsession)
+    "cryptography",  # the encrypted session's secrets are opened by dhsession's own AES
     "filelock",
     "platformdirs",
     "pydantic",

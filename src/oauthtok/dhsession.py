@@ -39,7 +39,9 @@ class Transport:
     it sends and to seal the ones sent to it."""
 
     def __init__(self) -> None:
-        self._private = int.from_bytes(os.urandom(128), "big")
+        # a 256-bit exponent, as protocols on this group use (twice the group's ~80-bit
+        # strength and more): the key agreement costs ~1.5 ms instead of ~6.5 ms
+        self._private = int.from_bytes(os.urandom(32), "big") | (1 << 255)
         self.public = pow(2, self._private, PRIME).to_bytes(128, "big")
         self._key: bytes | None = None
 

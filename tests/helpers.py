@@ -192,8 +192,8 @@ def expire_token(name: str) -> None:
 
 
 def keyring_items() -> list[str]:
-    """Every oauthtok entry in the test's Secret Service (their ids, sorted: the service's
-    search order is its own and may change when an item is added and removed again)."""
+    """Every oauthtok entry in the test's Secret Service (their ids, sorted: the order of a
+    search is the service's own)."""
 
     import secretstorage
 

@@ -24,6 +24,10 @@ try:  # the builtin module: hashlib would load OpenSSL (~4 ms) for one digest
 except ImportError:  # pragma: no cover - a build without it
     from hashlib import sha256
 
+TYPE_CHECKING = False  # typing costs ~4 ms to import, on the `token` fast path
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
 ALGORITHM = "dh-ietf1024-sha256-aes128-cbc-pkcs7"
 #: RFC 2409's second Oakley group (1024-bit MODP), generator 2
 PRIME = int(
@@ -55,7 +59,7 @@ class Transport:
         prk = _hmac_sha256(b"\0" * 32, shared)
         self._key = _hmac_sha256(prk, b"\x01")[:16]
 
-    def _cipher(self, iv: bytes):  # type: ignore[no-untyped-def]
+    def _cipher(self, iv: bytes) -> Cipher[modes.CBC]:
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
         if self._key is None:

@@ -45,19 +45,14 @@ def read_secret(namespace: str, key: str, timeout: float = 5.0) -> str | None:
     """The secret stored under (namespace, key) in the default collection, or None.
 
     Raises Unavailable (or minibus.BusError) when it cannot answer: the full path then does."""
-    from oauthtok.dhsession import ALGORITHM, Transport
-    from oauthtok.minibus import Connection, Variant
+    from oauthtok.minibus import Connection
 
     address = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
     if not address:
         raise Unavailable("no session bus address")
     with Connection(address, timeout) as conn:
         # the calls that need no answer first go out together with the connection's own
-        alias = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "ReadAlias", "s",
-                          (contract.COLLECTION_ALIAS,))  # fmt: skip
-        transport = Transport()
-        opened = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "OpenSession", "sv",
-                           (ALGORITHM, Variant("ay", transport.public)))  # fmt: skip
+        alias, opening = _ask_alias_and_session(conn)
         (path,) = conn.reply(alias)
         if path == "/":
             raise Unavailable("no default collection")
@@ -69,8 +64,7 @@ def read_secret(namespace: str, key: str, timeout: float = 5.0) -> str | None:
             return None
         if len(items) != 1:
             raise Unavailable(f"{len(items)} items match")
-        output, session = conn.reply(opened)
-        transport.agree(_bytes(output))
+        session, transport = opening.agreed()
         fetch = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "GetSecrets", "aoo",
                           (items, session))  # fmt: skip
         (secrets,) = conn.reply(fetch)
@@ -103,12 +97,34 @@ class _NeedsPrompt(Exception):
     collection): the prompting backend takes the call."""
 
 
-def _bytes(output: object) -> bytes:
-    """The service's public key from OpenSession's output (a variant holding `ay`)."""
-    value = getattr(output, "value", None)
-    if getattr(output, "signature", None) != "ay" or not isinstance(value, bytes):
-        raise Unavailable("the service did not agree on a key")
-    return value
+class _Opening:
+    """An OpenSession sent with the encrypted algorithm (`dhsession`: gnome-keyring 42 does
+    not survive many plain sessions), answered when first needed."""
+
+    def __init__(self, conn: Any) -> None:
+        from oauthtok.dhsession import ALGORITHM, Transport
+        from oauthtok.minibus import Variant
+
+        self._conn = conn
+        self._transport = Transport()
+        self._serial = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "OpenSession", "sv",
+                                 (ALGORITHM, Variant("ay", self._transport.public)))  # fmt: skip
+
+    def agreed(self) -> tuple[str, Transport]:
+        """The session's path and its transport, the key agreed with the service's."""
+        output, session = self._conn.reply(self._serial)
+        value = getattr(output, "value", None)
+        if getattr(output, "signature", None) != "ay" or not isinstance(value, bytes):
+            raise Unavailable("the service did not agree on a key")
+        self._transport.agree(value)
+        return str(session), self._transport
+
+
+def _ask_alias_and_session(conn: Any) -> tuple[int, _Opening]:
+    """Send ReadAlias of the collection both readers search, and OpenSession, together."""
+    alias = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "ReadAlias", "s",
+                      (contract.COLLECTION_ALIAS,))  # fmt: skip
+    return alias, _Opening(conn)
 
 
 class SecretServiceBackend:
@@ -136,22 +152,16 @@ class SecretServiceBackend:
 
     # -- the connection ---------------------------------------------------------------------
     def _open(self) -> tuple[Any, str, str, Transport]:
-        from oauthtok.dhsession import ALGORITHM, Transport
-        from oauthtok.minibus import Connection, Variant
+        from oauthtok.minibus import Connection
 
         address = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
         if not address:
             raise OSError("no session bus address (DBUS_SESSION_BUS_ADDRESS)")
         conn = Connection(address, self._timeout)
         try:
-            alias = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "ReadAlias", "s",
-                              (contract.COLLECTION_ALIAS,))  # fmt: skip
-            transport = Transport()
-            opened = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "OpenSession", "sv",
-                               (ALGORITHM, Variant("ay", transport.public)))  # fmt: skip
+            alias, opening = _ask_alias_and_session(conn)
             (collection,) = conn.reply(alias)
-            output, session = conn.reply(opened)
-            transport.agree(_bytes(output))
+            session, transport = opening.agreed()
             if collection == "/":
                 raise _NeedsPrompt("no default collection")  # creating one prompts
             # a locked collection: its items answer IsLocked, a new item asks for a prompt, and
@@ -159,7 +169,7 @@ class SecretServiceBackend:
         except BaseException:
             conn.__exit__()
             raise
-        return conn, str(collection), str(session), transport
+        return conn, str(collection), session, transport
 
     def _run(self, method: str, *args: str) -> Any:
         """`method` on the bus, or on the prompting backend when a prompt is needed."""

@@ -272,10 +272,10 @@ class Connection:
 
     def _drain(self) -> None:
         """Before hanging up, wait (within the deadline) for the answers to calls still
-        unanswered, e.g. the session opened together with a search that found nothing.
-        gnome-keyring aborts when it answers a client that is gone ("gkd_secret_service_
-        get_pkcs11_session: assertion 'client' failed"): the whole daemon, and every secret
-        of the desktop session with it."""
+        unanswered, e.g. the session opened together with a search that found nothing: the
+        service then never answers a client that is gone, which its crash reports involve
+        ("gkd_secret_service_get_pkcs11_session: assertion 'client' failed"). (The crash the
+        suite met was plain sessions, see `dhsession`; this is hygiene, not that fix.)"""
         self._outgoing.clear()  # calls never sent need no answer (nor sending now)
         sent = self._waiting - self._unsent
         while sent:

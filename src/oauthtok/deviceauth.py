@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from oauthtok import alerts, kinds, notify, oauth
+from oauthtok import alerts, collector, kinds, notify, oauth
 from oauthtok.errors import (
     OauthtokError,
     ProviderError,
@@ -178,6 +178,7 @@ def _poll(
     expires_at: float,
 ) -> oauth.Grant:
     """Poll until approved, denied or expired; network failures are retried until then."""
+    collector.waiting()
     while True:
         left = expires_at - time.time()
         if left <= 0:

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 
 def main() -> None:
+    from oauthtok.collector import starting
+
+    starting()  # no cyclic garbage collection while the command starts and works
     try:
         if sys.platform.startswith("linux"):
             from oauthtok.sessionbus import ensure_session_bus

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from oauthtok import contract, grants, oauth, scopes
+from oauthtok import collector, contract, grants, oauth, scopes
 from oauthtok.account import account_of, from_id_token
 from oauthtok.errors import (
     AuthorizationFailed,
@@ -569,6 +569,7 @@ class TokenManager:
                 device = oauth.start_device_authorization(client, endpoints, auth, scopes=asked)
                 ui.device_code(device)
                 what = "the device sign-in"
+                collector.waiting()
                 try:
                     return oauth.poll_device_token(client, endpoints, auth, device, timeout=timeout)
                 except oauth.DeviceCodeExpired:
@@ -614,6 +615,7 @@ class TokenManager:
                 return listener.offer(redirect_query(text)) is not None
 
             ui.authorization_url(request.url, paste if flow == Flow.PASTE else None)
+            collector.waiting()
             callback = listener.wait(timeout)
         if callback.error:
             raise oauth.OAuthError(callback.error, callback.error_description)

@@ -69,6 +69,50 @@ def test_a_locked_collection_goes_to_the_prompting_backend(
     SecretServiceBackend().delete_password(NS, "k1")
 
 
+def test_the_key_agreement_overlaps_the_services_work(
+    keyring_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each half of the key agreement (~1 ms of this process's CPU each) is made while the
+    service works on calls already sent: the keypair after ReadAlias went out, the shared key
+    after GetSecrets went out. Both readers (fast and backend) read the same secret."""
+    from oauthtok import dhsession, minibus
+
+    SecretServiceBackend().set_password(NS, "k-order", "v-order")
+    events: list[str] = []
+    members = (b"Hello", b"ReadAlias", b"OpenSession", b"SearchItems", b"GetSecrets")
+    real_send, real_init, real_agree = (
+        minibus.Connection._send, dhsession.Transport.__init__, dhsession.Transport.agree
+    )  # fmt: skip
+
+    def send(self: Any, data: bytes) -> None:
+        events.append("sent " + "+".join(m.decode() for m in members if m in data))
+        real_send(self, data)
+
+    def init(self: Any) -> None:
+        events.append("keypair")
+        real_init(self)
+
+    def agree(self: Any, server_public: bytes) -> None:
+        events.append("agree")
+        real_agree(self, server_public)
+
+    monkeypatch.setattr(minibus.Connection, "_send", send)
+    monkeypatch.setattr(dhsession.Transport, "__init__", init)
+    monkeypatch.setattr(dhsession.Transport, "agree", agree)
+    assert freedesktop.read_secret(NS, "k-order") == "v-order"
+    assert events == [
+        "sent Hello+ReadAlias",
+        "keypair",
+        "sent OpenSession",
+        "sent SearchItems",
+        "sent GetSecrets",
+        "agree",
+    ]
+    events.clear()
+    assert SecretServiceBackend().get_password(NS, "k-order") == "v-order"
+    assert events[:3] == ["sent Hello+ReadAlias", "keypair", "sent OpenSession"]
+
+
 def test_the_pre_flight_check_sees_a_locked_keyring(keyring_env: dict[str, str]) -> None:
     """`check()` reads an entry that does not exist: finding nothing in a locked collection
     is no answer (exit 8 "locked" before anyone consents, as `create` checks first)."""

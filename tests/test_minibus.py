@@ -186,6 +186,20 @@ def test_replies_in_any_order_and_strangers_ignored(tmp_path: Path) -> None:
         assert 99 not in conn._replies and conn._waiting == set()  # only Hello's is kept
 
 
+def test_flush_sends_the_queued_calls_before_a_reply_is_asked_for(tmp_path: Path) -> None:
+    answered = threading.Event()
+
+    def answers(conn: socket.socket, serial: int) -> None:
+        conn.sendall(message(2, serial, "s", "early"))
+        answered.set()
+
+    with scripted_bus(tmp_path, answers) as bus, Connection(bus, 5.0) as conn:
+        serial = conn.send("d.e", "/p", "i.f", "M", "s", ("x",))
+        conn.flush()
+        assert answered.wait(5), "the bus never saw the call"
+        assert conn.reply(serial) == ("early",)
+
+
 def test_an_error_reply_is_a_bus_error(tmp_path: Path) -> None:
     def error(conn: socket.socket, serial: int) -> None:
         conn.sendall(message(3, serial, "s", "no", error="org.freedesktop.DBus.Error.Failed"))

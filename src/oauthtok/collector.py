@@ -14,11 +14,6 @@ from __future__ import annotations
 import gc
 
 
-def starting() -> None:
-    """The launcher's first step."""
-    gc.disable()
-
-
 def waiting() -> None:
     """Before a wait for a person (minutes of polls or requests): collect as usual again."""
     if not gc.isenabled():

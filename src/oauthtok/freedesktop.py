@@ -64,9 +64,10 @@ def read_secret(namespace: str, key: str, timeout: float = 5.0) -> str | None:
             return None
         if len(items) != 1:
             raise Unavailable(f"{len(items)} items match")
-        session, transport = opening.agreed()
         fetch = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "GetSecrets", "aoo",
-                          (items, session))  # fmt: skip
+                          (items, opening.session()))  # fmt: skip
+        conn.flush()
+        transport = opening.agreed()  # while the service looks the secret up
         (secrets,) = conn.reply(fetch)
         if not isinstance(secrets, dict) or items[0] not in secrets:
             # GetSecrets leaves out locked items: unlocking needs a prompt, which only the
@@ -109,21 +110,34 @@ class _Opening:
         self._transport = Transport()
         self._serial = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "OpenSession", "sv",
                                  (ALGORITHM, Variant("ay", self._transport.public)))  # fmt: skip
+        self._answer: tuple[str, bytes] | None = None
 
-    def agreed(self) -> tuple[str, Transport]:
-        """The session's path and its transport, the key agreed with the service's."""
-        output, session = self._conn.reply(self._serial)
-        value = getattr(output, "value", None)
-        if getattr(output, "signature", None) != "ay" or not isinstance(value, bytes):
-            raise Unavailable("the service did not agree on a key")
-        self._transport.agree(value)
-        return str(session), self._transport
+    def session(self) -> str:
+        """The session's path, once the service answered."""
+        if self._answer is None:
+            output, session = self._conn.reply(self._serial)
+            value = getattr(output, "value", None)
+            if getattr(output, "signature", None) != "ay" or not isinstance(value, bytes):
+                raise Unavailable("the service did not agree on a key")
+            self._answer = str(session), value
+        return self._answer[0]
+
+    def agreed(self) -> Transport:
+        """The session's transport, its key agreed with the service's (~1 ms: do it while the
+        service works on a call that names the session)."""
+        self.session()
+        assert self._answer is not None
+        self._transport.agree(self._answer[1])
+        return self._transport
 
 
 def _ask_alias_and_session(conn: Any) -> tuple[int, _Opening]:
-    """Send ReadAlias of the collection both readers search, and OpenSession, together."""
+    """Send ReadAlias of the collection both readers search, and OpenSession, together. The
+    connection's own calls and ReadAlias go out first: the bus answers them while this
+    process makes its half of the key agreement (~1 ms)."""
     alias = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "ReadAlias", "s",
                       (contract.COLLECTION_ALIAS,))  # fmt: skip
+    conn.flush()
     return alias, _Opening(conn)
 
 
@@ -161,7 +175,7 @@ class SecretServiceBackend:
         try:
             alias, opening = _ask_alias_and_session(conn)
             (collection,) = conn.reply(alias)
-            session, transport = opening.agreed()
+            session, transport = opening.session(), opening.agreed()
             if collection == "/":
                 raise _NeedsPrompt("no default collection")  # creating one prompts
             # a locked collection: its items answer IsLocked, a new item asks for a prompt, and

@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 
 
 def main() -> None:
-    from oauthtok.collector import starting
+    import gc
 
-    starting()  # no cyclic garbage collection while the command starts and works
+    gc.disable()  # no cyclic garbage collection while the command starts and works: `collector`
     try:
         if sys.platform.startswith("linux"):
             from oauthtok.sessionbus import ensure_session_bus

@@ -335,7 +335,8 @@ class Connection:
         signature: str,
         body: tuple[object, ...],
     ) -> int:
-        """Queue a method call; its serial, for `reply`. It goes out with the next `reply`."""
+        """Queue a method call; its serial, for `reply`. It goes out with the next `reply` or
+        `flush`."""
         self._serial += 1
         payload = _Writer()
         for kind, value in zip(_types(signature), body, strict=True):
@@ -357,12 +358,17 @@ class Connection:
         self._unsent.add(self._serial)
         return self._serial
 
-    def reply(self, serial: int) -> tuple[object, ...]:
-        """The body of the reply to call `serial`; BusError for an error reply."""
+    def flush(self) -> None:
+        """Send the queued calls now (the bus works on them while this process does
+        something else), instead of with the next `reply`."""
         if self._outgoing:
             self._send(bytes(self._outgoing))
             self._outgoing.clear()
             self._unsent.clear()
+
+    def reply(self, serial: int) -> tuple[object, ...]:
+        """The body of the reply to call `serial`; BusError for an error reply."""
+        self.flush()
         if not self._authenticated:
             self._read_greeting()
         while serial not in self._replies:

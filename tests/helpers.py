@@ -203,13 +203,44 @@ def keyring_items() -> list[str]:
         return sorted(item.get_attributes()["username"] for item in items)
 
 
-def shown(name: str = "t") -> dict[str, Any]:
-    """`oauthtok show NAME --json`."""
+def read_only(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`oauthtok list|show|services|show-help ARGS` answered in this process by the code the
+    program answers them with (`fastpath.quick`, before Typer), stdout and stderr captured: for
+    tests that read what another command stored. What these commands do as a program (exit
+    codes, a closed pipe, the same answer as Typer's) is tested with `run_oauthtok`."""
+    import io
+    from unittest import mock
+
+    from oauthtok.fastpath import quick
+
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        mock.patch.dict(os.environ, env or {}),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        code = quick(args[0], list(args[1:]))
+    assert code is not None, f"the program would not answer {args} before Typer"
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def shown(name: str = "t", env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`oauthtok show NAME --json` (by `read_only`)."""
     import json
 
-    result = run_oauthtok("show", name, "--json")
+    result = read_only("show", name, "--json", env=env)
     assert result.returncode == 0, result.stderr
     data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def listed(env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """`oauthtok list --json` (by `read_only`)."""
+    import json
+
+    result = read_only("list", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    data: list[dict[str, Any]] = json.loads(result.stdout)
     return data
 
 

@@ -21,7 +21,9 @@ from tests.helpers import (
     create_in_process,
     expire_token,
     keyring_items,
+    listed,
     run_oauthtok,
+    shown,
 )
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
@@ -108,8 +110,8 @@ def test_create_public_client_with_pkce_only(auth_server: Any) -> None:
     assert result.returncode == 0, result.stderr
     assert auth_server.knobs.token_requests[-1]["auth"] is None
     assert token("pub").returncode == 0
-    shown = json.loads(run_oauthtok("show", "pub", "--json").stdout)
-    assert shown["token_auth"] == "none" and shown["status"] == "valid"
+    record = shown("pub")
+    assert record["token_auth"] == "none" and record["status"] == "valid"
 
 
 def test_formats(auth_server: Any) -> None:
@@ -174,15 +176,15 @@ def test_invalid_grant_needs_reauthorization_then_reauthorize(auth_server: Any) 
     assert "invalid_grant" in result.stderr
     assert "oauthtok reauthorize work-mail" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
-    listed = json.loads(run_oauthtok("list", "--json").stdout)
-    assert listed[0]["status"] == "needs-reauthorization"
+    rows = listed()
+    assert rows[0]["status"] == "needs-reauthorization"
 
     auth_server.knobs.expires_in = 3600
     again = run_oauthtok("reauthorize", "work-mail")
     assert again.returncode == 0, again.stderr
     assert token().returncode == 0
-    listed = json.loads(run_oauthtok("list", "--json").stdout)
-    assert listed[0]["status"] == "valid"
+    rows = listed()
+    assert rows[0]["status"] == "valid"
 
 
 def _stored_secret(name: str) -> str | None:
@@ -219,7 +221,7 @@ def test_denied_consent_saves_nothing(auth_server: Any) -> None:
     result = create(auth_server)
     assert result.returncode == 5
     assert "access_denied" in result.stderr
-    assert run_oauthtok("list", "--json").stdout.strip() == "[]"
+    assert listed() == []
 
 
 def test_timeout_when_the_browser_never_comes_back(
@@ -229,7 +231,7 @@ def test_timeout_when_the_browser_never_comes_back(
     result = create(auth_server, extra=("--timeout", "2"))
     assert result.returncode == 5
     assert "within 2 s" in result.stderr
-    assert run_oauthtok("list", "--json").stdout.strip() == "[]"
+    assert listed() == []
 
 
 def test_wrong_state_is_ignored_and_the_wait_goes_on(
@@ -278,7 +280,7 @@ def test_ctrl_c_while_waiting_saves_nothing(
     proc.send_signal(signal.SIGINT)
     assert proc.wait(15) == 130
     assert "cancelled; nothing was saved" in proc.stderr.read()
-    assert run_oauthtok("list", "--json").stdout.strip() == "[]"
+    assert listed() == []
 
 
 def test_duplicate_name_is_refused_before_the_browser(auth_server: Any, browser: Path) -> None:

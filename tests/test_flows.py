@@ -3,7 +3,6 @@ Authlib server, with the real program and the real Secret Service."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from typing import IO, Any
 import pytest
 
 from tests.fake_browser import get
-from tests.helpers import run_oauthtok, seed_token
+from tests.helpers import listed, run_oauthtok, seed_token, shown
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -31,12 +30,6 @@ def create(
         "--scopes", scopes, "--timeout", "30", *args,
         env={"OAUTHTOK_CLIENT_SECRET": SECRET, **(env or {})},
     )  # fmt: skip
-
-
-def shown(name: str = "t") -> dict[str, Any]:
-    result = run_oauthtok("show", name, "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 # -- device code (RFC 8628) --------------------------------------------------------------------
@@ -71,7 +64,7 @@ def test_device_flow_denied(auth_server: Any) -> None:
     result = create(auth_server, "--flow", "device")
     assert result.returncode == 5
     assert "denied" in result.stderr and "access_denied" in result.stderr
-    assert run_oauthtok("list", "--json").stdout.strip() == "[]"
+    assert listed() == []
 
 
 @pytest.mark.slow
@@ -244,7 +237,7 @@ def test_delete_revokes_refresh_then_access_token(auth_server: Any) -> None:
     assert "revoked it at the provider" in result.stderr
     assert auth_server.knobs.revoked == ["refresh_token", "access_token"]
     assert all(t.revoked for t in auth_server.tokens.values())
-    assert run_oauthtok("list", "--json").stdout.strip() == "[]"
+    assert listed() == []
 
 
 def test_delete_no_revoke(auth_server: Any) -> None:
@@ -260,7 +253,7 @@ def test_failed_revocation_still_deletes_and_warns(auth_server: Any) -> None:
     assert result.returncode == 0
     assert "warning: could not revoke 't'" in result.stderr
     assert "grant may still be live" in result.stderr
-    assert run_oauthtok("list", "--json").stdout.strip() == "[]"
+    assert listed() == []
 
 
 def test_ctrl_c_while_polling_saves_nothing(auth_server: Any) -> None:
@@ -273,4 +266,4 @@ def test_ctrl_c_while_polling_saves_nothing(auth_server: Any) -> None:
     proc.send_signal(signal.SIGINT)
     assert proc.wait(15) == 130
     assert "cancelled; nothing was saved" in proc.stderr.read()
-    assert run_oauthtok("list", "--json").stdout.strip() == "[]"
+    assert listed() == []

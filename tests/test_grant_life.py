@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import create_in_process, follow_in_process, run_oauthtok
+from tests.helpers import (
+    create_in_process,
+    follow_in_process,
+    listed,
+    read_only,
+    run_oauthtok,
+    shown,
+)
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -34,13 +41,6 @@ def create(
     assert result.returncode == 0, result.stderr
 
 
-def shown(name: str = "t", env: dict[str, str] | None = None) -> dict[str, Any]:
-    result = run_oauthtok("show", name, "--json", env=env)
-    assert result.returncode == 0, result.stderr
-    data: dict[str, Any] = json.loads(result.stdout)
-    return data
-
-
 def catalog_override(text: str) -> dict[str, str]:
     """OAUTHTOK_SERVICES with one more layer holding `text`."""
     path = Path(os.environ["HOME"]) / "rules.toml"
@@ -56,12 +56,12 @@ def test_the_account_from_the_id_token_everywhere(auth_server: Any) -> None:
         "sub": "u-1", "email": "alice@example.com", "preferred_username": "alice\x1b[31m",
     }  # fmt: skip
     create(auth_server)
-    listed = run_oauthtok("list").stdout.splitlines()
-    header = listed[0].split("\t")
-    row = dict(zip(header, listed[1].split("\t"), strict=True))
+    table = read_only("list").stdout.splitlines()
+    header = table[0].split("\t")
+    row = dict(zip(header, table[1].split("\t"), strict=True))
     assert row["ACCOUNT"] == "alice [31m"  # control characters from the provider are not kept
     assert shown()["account"] == "alice [31m"
-    assert json.loads(run_oauthtok("list", "--json").stdout)[0]["account"] == "alice [31m"
+    assert listed()[0]["account"] == "alice [31m"
     fast = run_oauthtok("token", "t", "--format", "json")
     full = run_oauthtok("token", "t", "--format", "json", env={"OAUTHTOK_NO_FAST_PATH": "1"})
     assert fast.stdout == full.stdout and fast.returncode == full.returncode == 0
@@ -74,7 +74,7 @@ def test_no_account_when_the_provider_does_not_say(auth_server: Any) -> None:
     create(auth_server, scopes="offline_access mail.read")  # no openid
     assert shown()["account"] is None
     assert json.loads(run_oauthtok("token", "t", "-f", "json").stdout)["account"] is None
-    assert "(not reported)" in run_oauthtok("show", "t").stdout
+    assert "(not reported)" in read_only("show", "t").stdout
 
 
 def test_the_account_from_userinfo_when_there_is_no_id_token(auth_server: Any) -> None:
@@ -131,7 +131,7 @@ def test_lifecycle_fields_follow_grant_refresh_and_failure(auth_server: Any) -> 
     assert run_oauthtok("refresh", "t", "--force").returncode == 4
     fourth = shown()
     assert "invalid_grant" in fourth["last_error"] and fourth["needs_reauth"]
-    assert "invalid_grant" in run_oauthtok("show", "t").stdout  # "last error" for people
+    assert "invalid_grant" in read_only("show", "t").stdout  # "last error" for people
     assert run_oauthtok("reauthorize", "t").returncode == 0
     assert shown()["last_error"] is None and not shown()["needs_reauth"]
 
@@ -144,10 +144,10 @@ def test_lapse_from_the_catalog_and_from_the_provider(auth_server: Any) -> None:
     assert run_oauthtok("refresh", "t", "--force", env=env).returncode == 0
     refreshed = shown(env=env)
     assert refreshed["lapses_at"] == int(refreshed["refresh_used_at"] + 30 * DAY)  # idle: renewed
-    listed = run_oauthtok("list", env=env).stdout.splitlines()
-    row = dict(zip(listed[0].split("\t"), listed[1].split("\t"), strict=True))
+    table = read_only("list", env=env).stdout.splitlines()
+    row = dict(zip(table[0].split("\t"), table[1].split("\t"), strict=True))
     assert row["LAPSES IN"] in ("29d", "30d")
-    text = run_oauthtok("show", "t", env=env).stdout
+    text = read_only("show", "t", env=env).stdout
     assert "unused for 30 days" in text
 
     # the provider's own lifetime, when sooner, wins
@@ -155,10 +155,7 @@ def test_lapse_from_the_catalog_and_from_the_provider(auth_server: Any) -> None:
     assert run_oauthtok("refresh", "t", "--force", env=env).returncode == 0
     data = shown(env=env)
     assert abs(data["lapses_at"] - (time.time() + 3600)) < 60
-    assert (
-        json.loads(run_oauthtok("list", "--json", env=env).stdout)[0]["lapses_at"]
-        == data["lapses_at"]
-    )
+    assert listed(env=env)[0]["lapses_at"] == data["lapses_at"]
     # the rules are kept with the token at its consent (like its endpoints): a catalog without
     # the rule changes nothing until the next consent, which takes the catalog's rules again
     auth_server.knobs.refresh_token_expires_in = None

@@ -12,7 +12,7 @@ from typing import Any
 import pyrage  # type: ignore[import-untyped]
 import pytest
 
-from tests.helpers import create_in_process, keyring_items, run_oauthtok
+from tests.helpers import create_in_process, keyring_items, listed, run_oauthtok, shown
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -109,7 +109,7 @@ def test_export_moves_the_grant_to_a_server(
     assert text.startswith("-----BEGIN AGE ENCRYPTED FILE-----")
     assert SECRET not in text and "at-" not in text
     # the desktop's copy is gone (list, keyring), and the grant was not revoked
-    assert run_oauthtok("list", "--json").stdout.strip() == "[]"
+    assert listed() == []
     assert len(keyring_items()) == len(before) - 1
     assert auth_server.knobs.revoked == []
 
@@ -127,8 +127,8 @@ def test_export_moves_the_grant_to_a_server(
     assert "Imported 'gmail': service testidp, account me@example.com" in imported.stderr
     assert f"token endpoint {auth_server.base_url}/token" in imported.stderr
     assert "file store" in imported.stderr
-    shown = json.loads(run_oauthtok("show", "gmail", "--json", env=server).stdout)
-    assert shown["account"] == "me@example.com" and shown["client_id"] == "client-gmail"
+    record = shown("gmail", env=server)
+    assert record["account"] == "me@example.com" and record["client_id"] == "client-gmail"
     token = run_oauthtok("token", "gmail", env=server)
     assert token.returncode == 0 and token.stdout.startswith("at-")
     # the refresh token travelled: the server renews the grant by itself

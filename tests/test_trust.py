@@ -3,7 +3,6 @@ Service and the Authlib server playing a hostile or odd provider."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.fake_browser import get
-from tests.helpers import create_token, keyring_items, run_oauthtok, seed_token, shown
+from tests.helpers import create_token, keyring_items, listed, run_oauthtok, seed_token, shown
 from tests.helpers_terminal import assert_terminal_safe
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
@@ -40,7 +39,7 @@ def test_an_answer_from_another_issuer_is_refused(auth_server: Any, browser: Pat
     error = result.stderr.strip().splitlines()[-1]
     assert EVIL in error and auth_server.base_url in error and "mix-up" in error
     assert auth_server.knobs.code_requests == 0  # the code went nowhere
-    assert run_oauthtok("list", "--json").stdout.strip() == "[]"
+    assert listed() == []
     assert "Sign-in failed" in browser.read_text()
 
 
@@ -123,7 +122,7 @@ def test_a_malformed_token_answer_saves_nothing(auth_server: Any, override: dict
     result = create_token(auth_server)
     assert result.returncode in (5, 6), result.stderr
     assert_terminal_safe(result.stderr)
-    assert run_oauthtok("list", "--json").stdout.strip() == "[]"
+    assert listed() == []
 
 
 def test_a_malformed_refresh_answer_changes_nothing(auth_server: Any) -> None:
@@ -221,7 +220,7 @@ def test_delete_during_a_refresh_leaves_no_keyring_item(auth_server: Any) -> Non
     refreshing.wait(30)
     assert deleted.returncode == 0, deleted.stderr
     assert token_id not in keyring_items()
-    assert run_oauthtok("list", "--json").stdout.strip() == "[]"
+    assert listed() == []
 
 
 def test_two_creates_of_one_name_leave_one_live_grant(auth_server: Any) -> None:
@@ -286,7 +285,7 @@ def test_a_layer_moving_a_bundled_service_is_said_aloud(
 
 def test_records_keep_json_shapes(auth_server: Any) -> None:
     seed_token(auth_server)
-    data = json.loads(run_oauthtok("list", "--json").stdout)[0]
+    data = listed()[0]
     assert "min_valid_warned" not in data and "expiry_note" in data
 
 

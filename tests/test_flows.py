@@ -12,7 +12,7 @@ from typing import IO, Any
 import pytest
 
 from tests.fake_browser import get
-from tests.helpers import listed, run_oauthtok, seed_token, shown
+from tests.helpers import create_in_process, listed, run_oauthtok, seed_token, shown
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -22,14 +22,19 @@ SECRET = "flow-secret"
 def create(
     server: Any, *args: str, name: str = "t", service: str = "testfull",
     scopes: str = "offline_access mail.read", env: dict[str, str] | None = None,
+    in_process: bool = True,
 ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """`oauthtok create`, in this process (`create_in_process`) unless the test is about what
+    the program finds around it (a browser, a display); its own sign-in (the browser it
+    starts, Ctrl-C) is tested in test_e2e."""
     auth = "client_secret_basic" if service in ("oidc", "testidp") else "client_secret_post"
     server.add_client(f"client-{name}", SECRET, auth)
-    return run_oauthtok(
-        "create", name, "--service", service, "--client-id", f"client-{name}",
-        "--scopes", scopes, "--timeout", "30", *args,
-        env={"OAUTHTOK_CLIENT_SECRET": SECRET, **(env or {})},
-    )  # fmt: skip
+    args = (name, "--service", service, "--client-id", f"client-{name}", "--scopes", scopes,
+            "--timeout", "30", *args)  # fmt: skip
+    env = {"OAUTHTOK_CLIENT_SECRET": SECRET, **(env or {})}
+    if in_process:
+        return create_in_process(*args, env=env)
+    return run_oauthtok("create", *args, env=env)
 
 
 # -- device code (RFC 8628) --------------------------------------------------------------------
@@ -151,7 +156,7 @@ def test_no_display_falls_back_to_device_when_there_is_one(
     monkeypatch.delenv("BROWSER")
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    result = create(auth_server)
+    result = create(auth_server, in_process=False)
     assert result.returncode == 0, result.stderr
     assert "No browser can be opened here" in result.stderr and "enter a code" in result.stderr
     assert shown()["flow"] == "device"

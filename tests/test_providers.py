@@ -39,7 +39,7 @@ runner = CliRunner()
 def test_a_refresh_asks_only_for_what_was_granted(auth_server: Any) -> None:
     result = create_token(
         auth_server, scopes="offline_access mail.read mail.send",
-        client_scope="offline_access mail.read",
+        client_scope="offline_access mail.read", in_process=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "the provider did not grant: mail.send" in result.stderr
@@ -184,7 +184,7 @@ def test_never_suggest_public_to_a_public_client() -> None:
 @E2E
 def test_a_missing_device_endpoint_says_use_paste(auth_server: Any) -> None:
     auth_server.knobs.device_status = 404
-    result = create_token(auth_server, "--flow", "device")
+    result = create_token(auth_server, "--flow", "device", in_process=True)
     assert result.returncode == 5 and "use --flow paste" in result.stderr
 
 

@@ -22,11 +22,15 @@ pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 EVIL = "https://evil.example"
 
 
-def oidc(server: Any, *args: str, name: str = "t") -> subprocess.CompletedProcess[str]:
-    """A token of the `oidc` service: its issuer is the server's, from discovery."""
+def oidc(
+    server: Any, *args: str, name: str = "t", in_process: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """A token of the `oidc` service: its issuer is the server's, from discovery. In this
+    process unless the test looks at the browser's side."""
     return create_token(
-        server, "--param", f"issuer={server.base_url}", *args, name=name, service="oidc"
-    )
+        server, "--param", f"issuer={server.base_url}", *args, name=name, service="oidc",
+        in_process=in_process,
+    )  # fmt: skip
 
 
 # -- mix-up (RFC 9207, RFC 9700 §4.4) -----------------------------------------------------------
@@ -34,7 +38,7 @@ def oidc(server: Any, *args: str, name: str = "t") -> subprocess.CompletedProces
 
 def test_an_answer_from_another_issuer_is_refused(auth_server: Any, browser: Path) -> None:
     auth_server.knobs.iss_param = EVIL
-    result = oidc(auth_server)
+    result = oidc(auth_server, in_process=False)  # what the browser is shown, too
     assert result.returncode == 5, result.stderr
     error = result.stderr.strip().splitlines()[-1]
     assert EVIL in error and auth_server.base_url in error and "mix-up" in error
@@ -119,7 +123,7 @@ def test_hostile_error_text_is_shown_safely(auth_server: Any) -> None:
 )
 def test_a_malformed_token_answer_saves_nothing(auth_server: Any, override: dict[str, Any]) -> None:
     auth_server.knobs.token_overrides = override
-    result = create_token(auth_server)
+    result = create_token(auth_server, in_process=True)
     assert result.returncode in (5, 6), result.stderr
     assert_terminal_safe(result.stderr)
     assert listed() == []
@@ -199,7 +203,7 @@ def test_missing_parents_of_the_data_folder_are_made_private(
     auth_server: Any, tmp_path: Path
 ) -> None:
     deep = tmp_path / "a" / "b" / "data"
-    result = create_token(auth_server, env={"OAUTHTOK_DATA_DIR": str(deep)})
+    result = create_token(auth_server, env={"OAUTHTOK_DATA_DIR": str(deep)}, in_process=True)
     assert result.returncode == 0, result.stderr
     for folder in (tmp_path / "a", tmp_path / "a" / "b", deep):
         assert folder.stat().st_mode & 0o777 == 0o700, folder
@@ -246,7 +250,7 @@ def test_lookalike_names_are_one_name(auth_server: Any) -> None:
     seed_token(auth_server, name=nfc)
     nfd = unicodedata.normalize("NFD", "café")
     assert run_oauthtok("token", nfd).returncode == 0
-    again = create_token(auth_server, name=nfd)
+    again = create_token(auth_server, name=nfd, in_process=True)
     assert again.returncode == 2 and "exists already" in again.stderr
     seed_token(auth_server, name="mail")
     fullwidth = "".join(chr(ord(c) + 0xFEE0) for c in "mail")
@@ -255,7 +259,7 @@ def test_lookalike_names_are_one_name(auth_server: Any) -> None:
 
 @pytest.mark.parametrize("name", ["mail\u200b", "liam\u202e", "a\u2066b", "\ufeffmail", "x\x1by"])
 def test_invisible_characters_are_refused_in_names(auth_server: Any, name: str) -> None:
-    result = create_token(auth_server, name=name)
+    result = create_token(auth_server, name=name, in_process=True)
     assert result.returncode == 2 and "name may not contain" in result.stderr
 
 
@@ -272,14 +276,16 @@ def test_a_layer_moving_a_bundled_service_is_said_aloud(
         'redirect_uri = "http://127.0.0.1/callback"\n'
     )
     monkeypatch.setenv("OAUTHTOK_SERVICES", os.environ["OAUTHTOK_SERVICES"] + ":" + str(layer))
-    result = create_token(auth_server, service="github", scopes="mail.read")
+    result = create_token(auth_server, service="github", scopes="mail.read", in_process=True)
     assert result.returncode == 0, result.stderr
     notice = next(line for line in result.stderr.splitlines() if line.startswith("note:"))
     assert "'github'" in notice and str(layer) in notice
     host = auth_server.base_url.split("//")[1]
     assert f"token_url → {host}" in notice
     assert result.stderr.index("note:") < result.stderr.index("/authorize?")
-    plain = create_token(auth_server, name="u", service="testidp", scopes="mail.read")
+    plain = create_token(
+        auth_server, name="u", service="testidp", scopes="mail.read", in_process=True
+    )
     assert "note:" not in plain.stderr
 
 

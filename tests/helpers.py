@@ -209,17 +209,21 @@ def read_only(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     tests that read what another command stored. What these commands do as a program (exit
     codes, a closed pipe, the same answer as Typer's) is tested with `run_oauthtok`."""
     import io
-    from unittest import mock
 
     from oauthtok.fastpath import quick
 
     out, err = io.StringIO(), io.StringIO()
-    with (
-        mock.patch.dict(os.environ, env or {}),
-        contextlib.redirect_stdout(out),
-        contextlib.redirect_stderr(err),
-    ):
-        code = quick(args[0], list(args[1:]))
+    before = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})  # only these keys, put back after
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = quick(args[0], list(args[1:]))
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     assert code is not None, f"the program would not answer {args} before Typer"
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 

@@ -376,13 +376,21 @@ def test_a_full_command_ends_without_the_interpreters_teardown(
 
 
 def test_a_thread_still_running_is_waited_for_as_the_interpreter_would() -> None:
-    """The launcher leaves the exit to the interpreter when it would wait for a thread."""
+    """The launcher leaves the exit to the interpreter when it would wait for a thread (one
+    started as the command ends, so that it is surely still running then)."""
     code = (
         "import sys, threading, time\n"
+        "import oauthtok.cli\n"
+        "command = oauthtok.cli.main\n"
         "def late():\n"
         "    time.sleep(0.3)\n"
         "    print('thread finished', flush=True)\n"
-        "threading.Thread(target=late).start()\n"
+        "def command_then_a_thread():\n"
+        "    try:\n"
+        "        command()\n"
+        "    finally:\n"
+        "        threading.Thread(target=late).start()\n"
+        "oauthtok.cli.main = command_then_a_thread\n"
         "sys.argv = ['oauthtok', 'schedule', '--help']\n"
         "from oauthtok.launcher import main\n"
         "sys.exit(main())\n"
@@ -391,6 +399,7 @@ def test_a_thread_still_running_is_waited_for_as_the_interpreter_would() -> None
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0, result.stderr
+    assert "Usage: oauthtok schedule" in result.stdout
     assert result.stdout.rstrip().endswith("thread finished")
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from oauthtok import freedesktop
 from oauthtok.contract import SECRET_NAMESPACE
+from oauthtok.dhsession import PRIME
 from oauthtok.errors import StoreError
 from oauthtok.freedesktop import ItemMissing, ItemVanished, SecretServiceBackend
 from oauthtok.minibus import BusError, Variant
@@ -149,6 +150,30 @@ def test_no_secret_service_on_the_bus_is_no_usable_keyring(
     finally:
         bus.terminate()
         bus.wait()
+
+
+@pytest.mark.parametrize("key", [0, 1, PRIME - 1, PRIME, PRIME + 1])
+def test_a_trivial_public_key_is_refused_before_any_call_names_the_session(key: int) -> None:
+    """The secret is asked for while this process makes its half of the key agreement, so the
+    service's public key is checked first: a trivial one would make the shared key
+    predictable."""
+
+    class Conn:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def send(self, *call: Any) -> int:
+            self.sent.append(call[3])
+            return len(self.sent)
+
+        def reply(self, serial: int) -> tuple[object, ...]:
+            return Variant("ay", key.to_bytes(129, "big")[-128:]), "/org/freedesktop/s/1"
+
+    conn = Conn()
+    opening = freedesktop._Opening(conn)
+    with pytest.raises(freedesktop.Unavailable, match="out of range"):
+        opening.session()
+    assert conn.sent == ["OpenSession"]
 
 
 # -- races and broken connections (a scripted connection) -------------------------------------

@@ -52,9 +52,9 @@ class Transport:
     def agree(self, server_public: bytes) -> None:
         """Derive the AES key from the service's public key (HKDF-SHA256, a zero salt, no
         info, 16 bytes)."""
-        other = int.from_bytes(server_public, "big")
-        if not 1 < other < PRIME - 1:
+        if not usable_public_key(server_public):
             raise ValueError("the service's public key is out of range")
+        other = int.from_bytes(server_public, "big")
         shared = pow(other, self._private, PRIME).to_bytes(128, "big")
         prk = _hmac_sha256(b"\0" * 32, shared)
         self._key = _hmac_sha256(prk, b"\x01")[:16]
@@ -86,6 +86,12 @@ class Transport:
         encryptor = self._cipher(iv).encryptor()
         sealed: bytes = encryptor.update(value + bytes((pad,)) * pad) + encryptor.finalize()
         return iv, sealed
+
+
+def usable_public_key(value: bytes) -> bool:
+    """A peer's public key other than the trivial ones (0, 1, p - 1, or beyond p), which
+    would make the shared key predictable."""
+    return 1 < int.from_bytes(value, "big") < PRIME - 1
 
 
 def _hmac_sha256(key: bytes, message: bytes) -> bytes:

@@ -113,12 +113,17 @@ class _Opening:
         self._answer: tuple[str, bytes] | None = None
 
     def session(self) -> str:
-        """The session's path, once the service answered."""
+        """The session's path, once the service answered with a usable public key (checked
+        here, before any call names the session: the key agreement itself comes later)."""
+        from oauthtok.dhsession import usable_public_key
+
         if self._answer is None:
             output, session = self._conn.reply(self._serial)
             value = getattr(output, "value", None)
             if getattr(output, "signature", None) != "ay" or not isinstance(value, bytes):
                 raise Unavailable("the service did not agree on a key")
+            if not usable_public_key(value):
+                raise Unavailable("the service's public key is out of range")
             self._answer = str(session), value
         return self._answer[0]
 

@@ -18,7 +18,7 @@ from oauthtok import __version__
 from oauthtok.cli import output
 from oauthtok.cli.app import app
 from oauthtok.store import TokenStore
-from tests.helpers import make_record, make_secrets
+from tests.helpers import PROGRAM, make_record, make_secrets
 
 runner = CliRunner()
 
@@ -273,12 +273,19 @@ def test_ctrl_c_while_parsing_is_130(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 130 and result.stderr.strip() == "oauthtok: cancelled"
 
 
+@pytest.mark.parametrize("buffered", [False, True], ids=["unbuffered", "buffered"])
 @pytest.mark.parametrize(
-    "args", [["services"], ["services", "--json"], ["--help"], ["token", "-h"], ["--version"]]
-)
-def test_a_closed_pipe_ends_quietly(args: list[str]) -> None:
+    "args",
+    [["services"], ["services", "--json"], ["--help"], ["token", "-h"], ["--version"],
+     ["schedule", "--help"]],
+)  # fmt: skip
+def test_a_closed_pipe_ends_quietly(args: list[str], buffered: bool) -> None:
+    """Unbuffered (PYTHONUNBUFFERED=1) the write fails; buffered, the last flush does."""
     read_end, write_end = os.pipe()
     os.close(read_end)  # like `| head -0`: nobody reads
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
     try:
         result = subprocess.run(
             [sys.executable, "-m", "oauthtok", *args],
@@ -286,10 +293,70 @@ def test_a_closed_pipe_ends_quietly(args: list[str]) -> None:
             stderr=subprocess.PIPE,
             text=True,
             timeout=30,
+            env=env,
         )
     finally:
         os.close(write_end)
     assert (result.returncode, result.stderr) == (141, "")
+
+
+@pytest.mark.parametrize(
+    ("args", "closed", "code"),
+    [
+        (["delete", "nope"], ">&-", 3),
+        (["delete", "nope"], "2>&-", 3),
+        (["--version"], ">&-", 0),
+        (["list"], ">&-", 0),
+        (["schedule", "--help"], ">&-", 0),
+    ],
+)
+def test_an_output_closed_from_the_start_keeps_the_status(
+    args: list[str], closed: str, code: int
+) -> None:
+    """`cmd >&-` (cron lines, services): the output goes nowhere, the exit status stays."""
+    result = subprocess.run(
+        ["sh", "-c", f'exec "$0" "$@" {closed}', *PROGRAM, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+
+
+def test_a_full_disk_at_the_last_flush_is_one_line() -> None:
+    """Buffered output that cannot be written when the process ends: one line, not the
+    interpreter's "Exception ignored" report."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [*PROGRAM, "--version"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=30,
+            env=env,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == "oauthtok: error: cannot write the output (No space left on device)\n"
+
+
+def test_ctrl_c_while_typer_loads_is_the_cancelled_line() -> None:
+    """Before the app's own boundary exists (Typer still importing), Ctrl-C is still one line."""
+    code = (
+        "import sys, oauthtok.cli\n"
+        "def loading():\n"
+        "    raise KeyboardInterrupt\n"
+        "oauthtok.cli.main = loading\n"
+        "sys.argv = ['oauthtok', 'status']\n"
+        "from oauthtok.launcher import main\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (result.returncode, result.stderr.strip()) == (130, "oauthtok: cancelled")
+
+
+def test_a_status_beyond_255_is_the_interpreters() -> None:
+    """`exec` passes a child's status on; Windows' can exceed what `os._exit` takes."""
+    code = "from oauthtok.launcher import _leave; _leave(SystemExit(3221225477))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (3221225477 & 0xFF, "")
 
 
 def test_every_command_and_option_has_help() -> None:

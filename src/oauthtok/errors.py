@@ -87,11 +87,12 @@ BROKEN_PIPE = 141
 
 
 def say(message: str) -> None:
-    """A line for the person, on stderr; a closed stderr is not an error."""
+    """A line for the person, on stderr; a closed stderr is not an error (nor none at all:
+    `2>&-` at the start leaves `sys.stderr` None)."""
     try:
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
-    except (BrokenPipeError, ValueError):
+    except (BrokenPipeError, ValueError, AttributeError):
         pass
 
 

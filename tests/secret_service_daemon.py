@@ -28,14 +28,24 @@ DAEMONS = ("dbus-daemon", "gnome-keyring-daemon")
 
 #: the daemons of the running private Secret Services (for `ended_early`)
 RUNNING: list[subprocess.Popen[bytes]] = []
+#: where each running gnome-keyring-daemon writes its messages, by process id
+LOGS: dict[int, Path] = {}
 
 
 def ended_early() -> str | None:
-    """Which daemon of a running private Secret Service has ended, and how (None: all run).
-    Every later keyring test would fail with "no usable keyring": this says why instead."""
+    """Which daemon of a running private Secret Service has ended, and how (None: all run),
+    with gnome-keyring's last messages. Every later keyring test would fail with "no usable
+    keyring": this says why instead."""
     for proc in RUNNING:
         if proc.poll() is not None:
-            return f"{proc.args[0]} ended with status {proc.returncode}"  # type: ignore[index]
+            said = f"{proc.args[0]} ended with status {proc.returncode}"  # type: ignore[index]
+            log = LOGS.get(proc.pid)
+            if log is not None and log.exists():
+                lines = log.read_text(errors="replace").splitlines()
+                last = [line for line in lines if "already registered" not in line][-5:]
+                if last:
+                    said += "; its last messages: " + " | ".join(last)
+            return said
     return None
 
 
@@ -122,14 +132,17 @@ def private_secret_service() -> Iterator[dict[str, str]]:
             XDG_DATA_HOME=str(folder / "data"),
             XDG_RUNTIME_DIR=str(folder / "run"),
         )
-        keyring_daemon = subprocess.Popen(
-            ["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
+        log = folder / "gnome-keyring.log"  # what it says before an abort names the cause
+        with open(log, "wb") as messages:
+            keyring_daemon = subprocess.Popen(
+                ["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=messages,
+                env=env,
+            )
         procs.append(keyring_daemon)
+        LOGS[keyring_daemon.pid] = log
         assert keyring_daemon.stdin is not None
         keyring_daemon.stdin.write(PASSWORD.encode())  # read verbatim: no newline
         keyring_daemon.stdin.close()
@@ -142,6 +155,7 @@ def private_secret_service() -> Iterator[dict[str, str]]:
         yield {"address": address, "password": PASSWORD}
     finally:
         for proc in procs:
+            LOGS.pop(proc.pid, None)
             if proc in RUNNING:
                 RUNNING.remove(proc)
         for proc in reversed(procs):

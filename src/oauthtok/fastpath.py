@@ -237,18 +237,7 @@ def quick(command: str, args: list[str]) -> int | None:
     parsed = parse_quick(command, args)
     if parsed is None:
         return None
-    import gc
-
-    # Answering makes no garbage cycles worth freeing before the process exits: the cyclic
-    # collector would only scan the objects built, over and over (`list` of 1,000 tokens builds
-    # tens of thousands; ~5 % of its time). Switched back on for a caller that goes on.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return _answer(command, *parsed)
-    finally:
-        if collecting:
-            gc.enable()
+    return _answer(command, *parsed)  # the launcher has turned the cyclic collector off
 
 
 def _answer(command: str, positionals: list[str], flags: frozenset[str]) -> int:

@@ -2,10 +2,11 @@
 
 Two clients of one schema (`contract`: attributes, label, the `default` collection):
 
-- `read_secret`, read-only, on `minibus` (a minimal D-Bus client) with a "plain" transport
-  session: the `token` fast path. It costs a few ms, where keyring's own backend costs ~300 ms
-  a process (imports, backend discovery, a new D-Bus connection and a Diffie-Hellman session
-  per call). See README, "Security", for why a plain session gives nothing away.
+- `read_secret`, read-only, on `minibus` (a minimal D-Bus client) with an encrypted session
+  (`dhsession`): the `token` fast path. It costs a few ms, where keyring's own backend costs
+  ~300 ms a process (imports, backend discovery, a new D-Bus connection and session per call).
+  See README, "Security", for why the session is encrypted (gnome-keyring 42 does not survive
+  many plain ones).
 - `SecretServiceBackend`, read-write, on minibus too, over one connection and session per
   process: everything else. It implements keyring's backend interface, so
   `secretstore.SecretStore` treats it like any keyring backend. What needs a prompt (a locked
@@ -51,7 +52,6 @@ def read_secret(namespace: str, key: str, timeout: float = 5.0) -> str | None:
     if not address:
         raise Unavailable("no session bus address")
     with Connection(address, timeout) as conn:
-        # the calls that need no answer first go out together with the connection's own
         alias, opening = _ask_alias_and_session(conn)
         (path,) = conn.reply(alias)
         if path == "/":
@@ -137,8 +137,8 @@ class _Opening:
 
 
 def _ask_alias_and_session(conn: Any) -> tuple[int, _Opening]:
-    """Send ReadAlias of the collection both readers search, and OpenSession, together. The
-    connection's own calls and ReadAlias go out first: the bus answers them while this
+    """Send ReadAlias of the collection both readers search, then queue OpenSession: the
+    connection's own calls and ReadAlias go out first, and the bus answers them while this
     process makes its half of the key agreement (~1 ms)."""
     alias = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "ReadAlias", "s",
                       (contract.COLLECTION_ALIAS,))  # fmt: skip
@@ -147,9 +147,9 @@ def _ask_alias_and_session(conn: Any) -> tuple[int, _Opening]:
 
 
 class SecretServiceBackend:
-    """keyring's backend interface on `minibus`: one D-Bus connection and one "plain" session
-    per process, kept open (keyring's own backend opens a new connection and a Diffie-Hellman
-    session for every call; secretstorage, cryptography and jeepney cost ~25 ms to import).
+    """keyring's backend interface on `minibus`: one D-Bus connection and one encrypted session
+    per process, kept open (keyring's own backend opens a new connection and session for every
+    call; secretstorage and jeepney cost ~25 ms to import).
 
     Items carry the attributes and label keyring's Secret Service backend writes, so `keyring
     get oauthtok ID` and `secret-tool lookup service oauthtok username ID` find them too.

@@ -248,6 +248,31 @@ def listed(env: dict[str, str] | None = None) -> list[dict[str, Any]]:
     return data
 
 
+def internal_session(raw: Any) -> str:
+    """A plain session on a jeepney connection, for gnome-keyring's internal interface (it
+    takes master passwords). ReadAlias goes first and must name a collection: gnome-keyring
+    aborts on an OpenSession handled before it registered the client (see
+    `freedesktop._alias_then_session`)."""
+    from jeepney import DBusAddress, new_method_call
+    from jeepney.wrappers import unwrap_msg
+
+    svc = DBusAddress(
+        "/org/freedesktop/secrets", "org.freedesktop.secrets", "org.freedesktop.Secret.Service"
+    )
+    for _ in range(2):
+        (alias,) = unwrap_msg(
+            raw.send_and_get_reply(new_method_call(svc, "ReadAlias", "s", ("default",)))
+        )
+        if alias != "/":
+            break
+    else:
+        raise AssertionError("the test Secret Service has no default collection")
+    _, path = unwrap_msg(
+        raw.send_and_get_reply(new_method_call(svc, "OpenSession", "sv", ("plain", ("s", ""))))
+    )
+    return str(path)
+
+
 @contextlib.contextmanager
 def locked_collection(password: str) -> Iterator[None]:
     """The test Secret Service's default collection locked for the block, then unlocked again
@@ -264,16 +289,7 @@ def locked_collection(password: str) -> Iterator[None]:
             yield
         finally:
             with open_dbus_connection("SESSION") as raw:
-                svc = DBusAddress(
-                    "/org/freedesktop/secrets",
-                    "org.freedesktop.secrets",
-                    "org.freedesktop.Secret.Service",
-                )
-                _, path = unwrap_msg(
-                    raw.send_and_get_reply(
-                        new_method_call(svc, "OpenSession", "sv", ("plain", ("s", "")))
-                    )
-                )
+                path = internal_session(raw)
                 internal = DBusAddress(
                     "/org/freedesktop/secrets",
                     "org.freedesktop.secrets",

@@ -42,7 +42,8 @@ def ended_early() -> str | None:
             log = LOGS.get(proc.pid)
             if log is not None and log.exists():
                 lines = log.read_text(errors="replace").splitlines()
-                last = [line for line in lines if "already registered" not in line][-5:]
+                said_lines = [x for x in lines if x.strip() and "already registered" not in x]
+                last = said_lines[-8:]  # an abort's cause comes a few lines before its last
                 if last:
                     said += "; its last messages: " + " | ".join(last)
             return said

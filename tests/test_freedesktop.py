@@ -70,24 +70,38 @@ def test_a_locked_collection_goes_to_the_prompting_backend(
     SecretServiceBackend().delete_password(NS, "k1")
 
 
-def test_the_key_agreement_overlaps_the_services_work(
+def test_the_key_agreement_overlaps_the_services_work_and_opensession_waits_for_readalias(
     keyring_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each half of the key agreement (~1 ms of this process's CPU each) is made while the
-    service works on calls already sent: the keypair after ReadAlias went out, the shared key
-    after GetSecrets went out. Both readers (fast and backend) read the same secret."""
+    service works on calls already sent: the keypair while ReadAlias is answered, the shared
+    key after GetSecrets went out. OpenSession goes out only once ReadAlias answered with the
+    collection (gnome-keyring aborts on an OpenSession handled before it knows the client).
+    Both readers (fast and backend) read the same secret."""
     from oauthtok import dhsession, minibus
 
     SecretServiceBackend().set_password(NS, "k-order", "v-order")
     events: list[str] = []
     members = (b"Hello", b"ReadAlias", b"OpenSession", b"SearchItems", b"GetSecrets")
-    real_send, real_init, real_agree = (
+    calls: dict[int, str] = {}
+    real_send, real_reply = minibus.Connection.send, minibus.Connection.reply
+    real_write, real_init, real_agree = (
         minibus.Connection._send, dhsession.Transport.__init__, dhsession.Transport.agree
     )  # fmt: skip
 
-    def send(self: Any, data: bytes) -> None:
+    def send(self: Any, *call: Any) -> int:
+        serial = real_send(self, *call)
+        calls[serial] = call[3]
+        return serial
+
+    def reply(self: Any, serial: int) -> tuple[object, ...]:
+        answer = real_reply(self, serial)
+        events.append("answered " + calls[serial])
+        return answer
+
+    def write(self: Any, data: bytes) -> None:
         events.append("sent " + "+".join(m.decode() for m in members if m in data))
-        real_send(self, data)
+        real_write(self, data)
 
     def init(self: Any) -> None:
         events.append("keypair")
@@ -97,21 +111,29 @@ def test_the_key_agreement_overlaps_the_services_work(
         events.append("agree")
         real_agree(self, server_public)
 
-    monkeypatch.setattr(minibus.Connection, "_send", send)
+    monkeypatch.setattr(minibus.Connection, "send", send)
+    monkeypatch.setattr(minibus.Connection, "reply", reply)
+    monkeypatch.setattr(minibus.Connection, "_send", write)
     monkeypatch.setattr(dhsession.Transport, "__init__", init)
     monkeypatch.setattr(dhsession.Transport, "agree", agree)
     assert freedesktop.read_secret(NS, "k-order") == "v-order"
     assert events == [
         "sent Hello+ReadAlias",
         "keypair",
-        "sent OpenSession",
-        "sent SearchItems",
+        "answered ReadAlias",
+        "sent OpenSession+SearchItems",
+        "answered SearchItems",
+        "answered OpenSession",
         "sent GetSecrets",
         "agree",
+        "answered GetSecrets",
     ]
     events.clear()
     assert SecretServiceBackend().get_password(NS, "k-order") == "v-order"
-    assert events[:3] == ["sent Hello+ReadAlias", "keypair", "sent OpenSession"]
+    assert events[:5] == [
+        "sent Hello+ReadAlias", "keypair", "answered ReadAlias", "sent OpenSession",
+        "answered OpenSession",
+    ]  # fmt: skip
 
 
 def test_the_pre_flight_check_sees_a_locked_keyring(keyring_env: dict[str, str]) -> None:
@@ -174,6 +196,85 @@ def test_a_trivial_public_key_is_refused_before_any_call_names_the_session(key: 
     with pytest.raises(freedesktop.Unavailable, match="out of range"):
         opening.session()
     assert conn.sent == ["OpenSession"]
+
+
+class AliasConn:
+    """A connection whose service answers ReadAlias from a list (then "/"), records what went
+    out, and answers OpenSession with a usable key."""
+
+    def __init__(self, aliases: list[str]) -> None:
+        self.aliases = aliases
+        self.sent: list[str] = []
+        self.members: dict[int, str] = {}
+        self.closed = False
+
+    def send(self, *call: Any) -> int:
+        self.sent.append(call[3])
+        self.members[len(self.sent)] = call[3]
+        return len(self.sent)
+
+    def flush(self) -> None:
+        pass
+
+    def reply(self, serial: int) -> tuple[object, ...]:
+        member = self.members[serial]
+        if member == "ReadAlias":
+            return (self.aliases.pop(0) if self.aliases else "/",)
+        if member == "OpenSession":
+            return Variant("ay", (2).to_bytes(128, "big")), "/org/freedesktop/s/1"
+        if member == "SearchItems":
+            return ([],)
+        raise AssertionError(member)
+
+    def __enter__(self) -> AliasConn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed = True
+
+
+COLLECTION = "/org/freedesktop/secrets/collection/login"
+
+
+def test_readalias_answered_slash_is_asked_again_before_opensession() -> None:
+    """gnome-keyring can handle a client's first call before it registered the client: its
+    ReadAlias then answers "/" (and an OpenSession would abort the daemon). So OpenSession
+    goes out only after ReadAlias named the collection, asked a second time after a "/"."""
+    conn = AliasConn(["/", COLLECTION])
+    path, opening = freedesktop._alias_then_session(conn)
+    assert (path, conn.sent) == (COLLECTION, ["ReadAlias", "ReadAlias", "OpenSession"])
+    assert opening is not None and opening.session() == "/org/freedesktop/s/1"
+
+    conn = AliasConn([COLLECTION])
+    assert freedesktop._alias_then_session(conn)[0] == COLLECTION
+    assert conn.sent == ["ReadAlias", "OpenSession"]
+
+
+def test_no_default_collection_sends_no_opensession(
+    monkeypatch: pytest.MonkeyPatch, prompting: type[Prompting]
+) -> None:
+    """Twice "/": there is no default collection. Neither reader opens a session: the fast
+    reader hands over, the backend hands over to the prompting one (creating a collection
+    prompts)."""
+    from oauthtok import minibus
+
+    made: list[AliasConn] = []
+
+    def connection(address: str, timeout: float) -> AliasConn:
+        made.append(AliasConn([]))
+        return made[-1]
+
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nowhere")
+    monkeypatch.setattr(minibus, "Connection", connection)
+    with pytest.raises(freedesktop.Unavailable, match="no default collection"):
+        freedesktop.read_secret(NS, "k")
+    assert SecretServiceBackend().get_password(NS, "k") == "from-prompting"
+    assert [c.sent for c in made] == [["ReadAlias", "ReadAlias"]] * 2
+    assert all(c.closed for c in made)
+    with_collection = AliasConn([COLLECTION])
+    monkeypatch.setattr(minibus, "Connection", lambda address, timeout: with_collection)
+    assert freedesktop.read_secret(NS, "k") is None
+    assert with_collection.sent == ["ReadAlias", "OpenSession", "SearchItems"]
 
 
 # -- races and broken connections (a scripted connection) -------------------------------------

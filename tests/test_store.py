@@ -22,6 +22,7 @@ from oauthtok.secretstore import SecretStore
 from oauthtok.store import TokenStore, validate_name
 from tests.helpers import (
     MemoryKeyring,
+    internal_session,
     locked_collection,
     make_record,
     make_secrets,
@@ -396,14 +397,7 @@ def test_the_fast_path_reads_only_the_default_collection(
 
     record = store.add(make_record("real"), make_secrets())
     with open_dbus_connection("SESSION") as raw:
-        service = DBusAddress(
-            "/org/freedesktop/secrets", "org.freedesktop.secrets", "org.freedesktop.Secret.Service"
-        )
-        _, session = unwrap_msg(
-            raw.send_and_get_reply(
-                new_method_call(service, "OpenSession", "sv", ("plain", ("s", "")))
-            )
-        )
+        session = internal_session(raw)
         internal = DBusAddress(
             "/org/freedesktop/secrets",
             "org.freedesktop.secrets",

@@ -52,14 +52,13 @@ def read_secret(namespace: str, key: str, timeout: float = 5.0) -> str | None:
     if not address:
         raise Unavailable("no session bus address")
     with Connection(address, timeout) as conn:
-        alias, opening = _ask_alias_and_session(conn)
-        (path,) = conn.reply(alias)
-        if path == "/":
+        path, opening = _alias_then_session(conn)
+        if opening is None:
             raise Unavailable("no default collection")
         attributes = {"service": namespace, "username": key}
-        search = conn.send(_BUS_NAME, str(path), _COLLECTION, "SearchItems", "a{ss}",
+        search = conn.send(_BUS_NAME, path, _COLLECTION, "SearchItems", "a{ss}",
                            (attributes,))  # fmt: skip
-        (items,) = conn.reply(search)
+        (items,) = conn.reply(search)  # OpenSession went out with it
         if not isinstance(items, list) or not items:
             return None
         if len(items) != 1:
@@ -102,12 +101,12 @@ class _Opening:
     """An OpenSession sent with the encrypted algorithm (`dhsession`: gnome-keyring 42 does
     not survive many plain sessions), answered when first needed."""
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, transport: Transport | None = None) -> None:
         from oauthtok.dhsession import ALGORITHM, Transport
         from oauthtok.minibus import Variant
 
         self._conn = conn
-        self._transport = Transport()
+        self._transport = transport or Transport()
         self._serial = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "OpenSession", "sv",
                                  (ALGORITHM, Variant("ay", self._transport.public)))  # fmt: skip
         self._answer: tuple[str, bytes] | None = None
@@ -136,14 +135,33 @@ class _Opening:
         return self._transport
 
 
-def _ask_alias_and_session(conn: Any) -> tuple[int, _Opening]:
-    """Send ReadAlias of the collection both readers search, then queue OpenSession: the
-    connection's own calls and ReadAlias go out first, and the bus answers them while this
-    process makes its half of the key agreement (~1 ms)."""
-    alias = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "ReadAlias", "s",
-                      (contract.COLLECTION_ALIAS,))  # fmt: skip
+def _alias_then_session(conn: Any) -> tuple[str, _Opening | None]:
+    """The path of the collection both readers search, with an OpenSession queued; ("/",
+    None) when there is no such collection. This process makes its half of the key agreement
+    (~1 ms) while the service answers ReadAlias.
+
+    OpenSession waits for that answer: gnome-keyring (42, and still 50) registers a client in
+    an idle callback that a busy daemon can run after the client's first call, and an
+    OpenSession handled before it aborts the whole daemon (`g_variant_new: expected GVariant
+    of type 'v' but received value has type '(null)'`; on a desktop the keyring comes back
+    locked). A ReadAlias handled then only answers "/", and a collection's path proves the
+    client and its PKCS#11 session exist: so ReadAlias goes first, and a "/" is asked again
+    once before it counts."""
+    from oauthtok.dhsession import Transport
+
+    def read_alias() -> int:
+        return int(conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "ReadAlias", "s",
+                             (contract.COLLECTION_ALIAS,)))  # fmt: skip
+
+    alias = read_alias()
     conn.flush()
-    return alias, _Opening(conn)
+    transport = Transport()
+    (path,) = conn.reply(alias)
+    if path == "/":
+        (path,) = conn.reply(read_alias())
+    if path == "/":
+        return "/", None
+    return str(path), _Opening(conn, transport)
 
 
 class SecretServiceBackend:
@@ -178,11 +196,10 @@ class SecretServiceBackend:
             raise OSError("no session bus address (DBUS_SESSION_BUS_ADDRESS)")
         conn = Connection(address, self._timeout)
         try:
-            alias, opening = _ask_alias_and_session(conn)
-            (collection,) = conn.reply(alias)
-            session, transport = opening.session(), opening.agreed()
-            if collection == "/":
+            collection, opening = _alias_then_session(conn)
+            if opening is None:
                 raise _NeedsPrompt("no default collection")  # creating one prompts
+            session, transport = opening.session(), opening.agreed()
             # a locked collection: its items answer IsLocked, a new item asks for a prompt, and
             # a search that finds nothing asks whether it is locked (`_search`)
         except BaseException:

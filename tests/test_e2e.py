@@ -167,6 +167,77 @@ def test_twenty_concurrent_processes_on_expired_token(auth_server: Any) -> None:
     assert len({r.stdout for r in results}) == 1
 
 
+def _opened_by(pid: int, path: str) -> bool:
+    folder = f"/proc/{pid}/fd"
+    try:
+        return any(os.readlink(os.path.join(folder, fd)) == path for fd in os.listdir(folder))
+    except OSError:
+        return False
+
+
+def test_a_call_that_waits_for_another_refresh_reads_its_token_without_the_full_path(
+    auth_server: Any,
+) -> None:
+    """`token` on a due token while another process refreshes it (holds its refresh lock):
+    the fast path waits for that lock, then reads the new token. It never loads the full
+    path (no httpx, no manager: ~100 ms of CPU for each waiting call) and sends no request."""
+    from oauthtok import layout
+    from oauthtok.lockfile import held
+    from oauthtok.store import TokenStore
+
+    seed(auth_server)
+    expire_token("work-mail")
+    store = TokenStore()
+    record = store.get("work-mail")
+    lock = layout.lock_path(store.data_dir, layout.token_lock(record.id))
+    assert os.path.exists(lock)  # made by `create` (store.add), for the first refresh
+    requests = auth_server.knobs.refresh_requests
+    with held(lock, 5):
+        waiting = subprocess.Popen(
+            [*PROGRAM, "token", "work-mail"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not _opened_by(waiting.pid, lock):  # it waits on the lock now
+            assert waiting.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        fresh = store.read_tokens(record).evolve(
+            access_token="AT-refreshed-meanwhile", expires_at=time.time() + 3600
+        )
+        store.save_tokens(record, fresh, expires_at=fresh.expires_at)
+    out, err = waiting.communicate(timeout=30)
+    assert (waiting.returncode, out) == (0, "AT-refreshed-meanwhile\n"), err[-2000:]
+    assert auth_server.knobs.refresh_requests == requests
+    imported = {line.rsplit("|", 1)[-1].strip() for line in err.splitlines() if "|" in line}
+    assert "oauthtok.fastpath" in imported
+    assert not imported & {"httpx", "oauthtok.manager", "oauthtok.handout", "typer"}
+
+
+def test_a_due_token_whose_refresh_lock_stays_held_is_exit_8_with_one_line(
+    auth_server: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fast path waits for a due token's refresh lock as long as the full path would
+    (contract.LOCK_TIMEOUT), then says what the full path says."""
+    from oauthtok import contract, fastpath, layout
+    from oauthtok.lockfile import held
+    from oauthtok.store import TokenStore
+
+    seed(auth_server)
+    expire_token("work-mail")
+    store = TokenStore()
+    lock = layout.lock_path(store.data_dir, layout.token_lock(store.get("work-mail").id))
+    monkeypatch.setattr(contract, "LOCK_TIMEOUT", 0.2)
+    capsys.readouterr()
+    with held(lock, 5):
+        assert fastpath.run(["WORK-MAIL"]) == 8
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "oauthtok: error: another oauthtok process held the lock on token 'work-mail' for "
+        "0.2 s; retry, or look for a stuck oauthtok process\n"
+    )
+
+
 def test_invalid_grant_needs_reauthorization_then_reauthorize(auth_server: Any) -> None:
     seed(auth_server)
     expire_token("work-mail")

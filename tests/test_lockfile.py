@@ -183,3 +183,107 @@ def test_the_file_stores_lock_failures_are_exit_8(tmp_path: Path) -> None:
     assert raised.value.exit_code == 8 and "cannot lock the file store" in str(raised.value)
     assert "s3cr3t" not in str(raised.value)
     assert not (tmp_path / "elsewhere").exists()
+
+
+# -- a lock taken ahead (the `token` fast path, for a due token) ------------------------------
+
+
+TRY = """
+import sys
+from oauthtok.lockfile import LockTimeout, held
+try:
+    with held(sys.argv[1], float(sys.argv[2])):
+        print("got")
+except LockTimeout:
+    print("timeout")
+"""
+
+
+def other_process_gets(path: Path, timeout: float) -> bool:
+    """Whether another process gets the lock within `timeout` seconds."""
+    out = subprocess.run(
+        [sys.executable, "-c", TRY, str(path), str(timeout)],
+        capture_output=True, text=True, timeout=30,
+    ).stdout  # fmt: skip
+    assert out in ("got\n", "timeout\n"), out
+    return out == "got\n"
+
+
+def test_a_lock_taken_ahead_is_taken_over_by_held_and_ends_with_its_block(tmp_path: Path) -> None:
+    """`held` of a file this process took ahead does not wait on itself: it takes the lock
+    over, and the lock ends with its block (another process gets it then, not sooner)."""
+    from oauthtok.lockfile import create, release_ahead, take_ahead
+
+    path = tmp_path / "token-x.lock"
+    create(str(path))
+    ahead = take_ahead(str(path), 5)
+    assert ahead is not None and ahead[1] is False  # nobody held it
+    assert not other_process_gets(path, 0.2)
+    started = time.monotonic()
+    with held(str(path), 5):  # would wait 5 s (on itself) without the takeover
+        assert time.monotonic() - started < 1
+        assert not other_process_gets(path, 0.2)
+    assert other_process_gets(path, 2)  # the block ended: released
+    release_ahead(ahead[0])  # taken over already: nothing left to release
+
+
+def test_a_lock_taken_ahead_and_never_taken_over_is_released_by_release_ahead(
+    tmp_path: Path,
+) -> None:
+    from oauthtok.lockfile import create, release_ahead, take_ahead
+
+    path = tmp_path / "token-y.lock"
+    create(str(path))
+    ahead = take_ahead(str(path), 5)
+    assert ahead is not None
+    assert take_ahead(str(path), 5) is None  # taken ahead once per process
+    assert not other_process_gets(path, 0.2)
+    release_ahead(ahead[0])
+    assert other_process_gets(path, 2)
+
+
+def test_take_ahead_waits_for_a_holder_and_says_so(tmp_path: Path) -> None:
+    from oauthtok.lockfile import release_ahead, take_ahead
+
+    path = tmp_path / "token-z.lock"
+    proc = holder(path)
+    try:
+        threading.Timer(0.3, lambda: proc.communicate("go\n")).start()
+        started = time.monotonic()
+        ahead = take_ahead(str(path), 5)
+        assert ahead is not None and ahead[1] is True  # another process held it first
+        assert time.monotonic() - started >= 0.25
+        release_ahead(ahead[0])
+    finally:
+        proc.kill()
+        proc.wait()
+    proc = holder(path)
+    try:
+        with pytest.raises(LockTimeout):
+            take_ahead(str(path), 0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_take_ahead_creates_nothing_and_skips_what_is_not_our_regular_file(tmp_path: Path) -> None:
+    """The fast path never creates a lock file (nor the folder): without one it goes on
+    without the lock (the full path creates it). A FIFO does not block it; a file of another
+    user is not waited on."""
+    from oauthtok.lockfile import take_ahead
+
+    missing = tmp_path / "locks" / "token-m.lock"
+    assert take_ahead(str(missing), 1) is None
+    assert not missing.parent.exists()
+    fifo = tmp_path / "fifo.lock"
+    os.mkfifo(fifo)
+    assert take_ahead(str(fifo), 1) is None
+    link = tmp_path / "link.lock"
+    (tmp_path / "target").write_text("")
+    link.symlink_to(tmp_path / "target")
+    assert take_ahead(str(link), 1) is None
+    if os.geteuid() == 0:
+        theirs = tmp_path / "theirs.lock"
+        theirs.write_text("")
+        os.chown(theirs, 12345, 12345)
+        assert take_ahead(str(theirs), 1) is None

@@ -92,6 +92,18 @@ def is_due(expires_at: float | None, min_valid: float, now: float) -> bool:
     return expires_at is not None and expires_at - now <= min_valid
 
 
+#: how long a process waits for a lock another oauthtok process holds (a refresh of the same
+#: token, a change of the index), on both paths
+LOCK_TIMEOUT = 120.0
+
+
+def lock_held_too_long(what: str, timeout: float) -> str:
+    return (
+        f"another oauthtok process held the lock on {what} for {timeout:g} s; retry, or look "
+        "for a stuck oauthtok process"
+    )
+
+
 def shown_scopes(granted: Sequence[str] | None, asked: Sequence[str]) -> list[str]:
     """The scopes to report: what the provider granted, or what was asked when it did not say."""
     return list(granted if granted else asked)

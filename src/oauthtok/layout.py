@@ -43,6 +43,15 @@ def record_path(data_dir: str, token_id: str) -> str:
     return os.path.join(data_dir, RECORDS_DIR, token_id + ".json")
 
 
+def lock_path(data_dir: str, lock: str) -> str:
+    return os.path.join(data_dir, LOCKS_DIR, lock + ".lock")
+
+
+def token_lock(token_id: str) -> str:
+    """The lock that makes the refreshes of one token single-flight across processes."""
+    return "token-" + token_id
+
+
 def read_names(data_dir: str) -> dict[str, str]:
     """Display name → token id ({} when there is no store yet). ValueError when corrupt."""
     try:

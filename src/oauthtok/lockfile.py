@@ -53,11 +53,81 @@ def held(path: str, timeout: float) -> Iterator[None]:
     fd = os.open(path, flags, 0o600)
     try:
         _check_file(fd, path)
-        _acquire(fd, path, timeout)
+        ahead = _TAKEN_AHEAD.pop(_file_key(fd), None)
+        if ahead is not None:  # this process holds it already: this block takes it over
+            os.close(fd)
+            fd = ahead
+        else:
+            _acquire(fd, path, timeout)
         try:
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+#: locks this process took before the code that takes them loaded, by (device, inode): the
+#: `token` fast path holds a due token's lock while the full path imports what a refresh
+#: needs, so that other processes wait for that refresh cheaply, and the full path's `held`
+#: takes the lock over (a second `flock` of the same file by this process would wait forever)
+_TAKEN_AHEAD: dict[tuple[int, int], int] = {}
+
+
+def _file_key(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def take_ahead(path: str, timeout: float) -> tuple[tuple[int, int], bool] | None:
+    """Lock the existing lock file `path` (never created) until `held` of the same file takes
+    it over or `release_ahead` lets it go: (its key, whether another process held it first).
+    None when there is no such regular file of this user (the caller goes on without it);
+    LockTimeout when another holder keeps it `timeout` seconds."""
+    if sys.platform == "win32":  # pragma: no cover - not tested here
+        return None
+    import fcntl
+    import stat
+
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO never blocks
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            os.close(fd)
+            return None
+        key = st.st_dev, st.st_ino
+        if key in _TAKEN_AHEAD:
+            os.close(fd)
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            contended = False
+        except BlockingIOError:
+            _acquire(fd, path, timeout)
+            contended = True
+    except BaseException:
+        os.close(fd)
+        raise
+    _TAKEN_AHEAD[key] = fd
+    return key, contended
+
+
+def release_ahead(key: tuple[int, int]) -> None:
+    """Let go of a lock `take_ahead` took, unless `held` took it over (it ends with its block)."""
+    fd = _TAKEN_AHEAD.pop(key, None)
+    if fd is not None:
+        os.close(fd)  # closing the only descriptor of the open file ends its flock
+
+
+def create(path: str) -> None:
+    """The lock file `path`, created 0600 when missing (nothing is locked)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        _check_file(fd, path)
     finally:
         os.close(fd)
 

@@ -19,7 +19,7 @@ import contextlib
 import json
 import os
 
-from oauthtok import layout, paths
+from oauthtok import contract, layout, paths
 from oauthtok.errors import ReauthorizationRequired, StoreError, TokenNotFound, UsageError, command
 from oauthtok.models import TokenRecord, TokenSet
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from oauthtok.filestore import KeyedSecrets
 
 MAX_NAME_LENGTH = 64
-LOCK_TIMEOUT = 120.0
+LOCK_TIMEOUT = contract.LOCK_TIMEOUT
 
 
 def validate_name(name: str) -> str:
@@ -227,10 +227,9 @@ class TokenStore(MetadataReader):
 
     # -- locks ------------------------------------------------------------------------------
     def _lock_path(self, name: str) -> str:
-        lock_dir = os.path.join(self.data_dir, layout.LOCKS_DIR)
         ensure_private_dir(self.data_dir)
-        ensure_private_dir(lock_dir)
-        path = os.path.join(lock_dir, name + ".lock")
+        ensure_private_dir(os.path.join(self.data_dir, layout.LOCKS_DIR))
+        path = layout.lock_path(self.data_dir, name)
         check_ours(path)
         return path
 
@@ -242,10 +241,7 @@ class TokenStore(MetadataReader):
         try:
             stack.enter_context(held(self._lock_path(name), LOCK_TIMEOUT))
         except LockTimeout:
-            raise StoreError(
-                f"another oauthtok process held the lock on {what} for {LOCK_TIMEOUT:g} s; "
-                "retry, or look for a stuck oauthtok process"
-            ) from None
+            raise StoreError(contract.lock_held_too_long(what, LOCK_TIMEOUT)) from None
         except OSError as exc:
             raise StoreError(
                 f"cannot lock {what} in {self.data_dir} ({exc.strerror or exc}); check that the "
@@ -260,7 +256,7 @@ class TokenStore(MetadataReader):
 
     def token_lock(self, record: TokenRecord) -> contextlib.AbstractContextManager[None]:
         """Serializes refreshes of one token across processes (single-flight)."""
-        return self._locked(f"token-{record.id}", f"token {record.name!r}")
+        return self._locked(layout.token_lock(record.id), f"token {record.name!r}")
 
     # -- writing (callers hold the index lock) ----------------------------------------------
     def _write(self, path: str, data: dict[str, Any]) -> None:
@@ -318,6 +314,13 @@ class TokenStore(MetadataReader):
                 with contextlib.suppress(OSError):
                     os.unlink(layout.record_path(self.data_dir, record.id))
                 raise
+            # its refresh lock, ready for the first refresh: `token`'s fast path waits on an
+            # existing one only (it creates nothing), so that concurrent calls on a due token
+            # wait for one refresh without loading the full path
+            with contextlib.suppress(OSError, StoreError):  # its first refresh says why
+                from oauthtok.lockfile import create
+
+                create(self._lock_path(layout.token_lock(record.id)))
         return record
 
     def save_tokens(self, record: TokenRecord, tokens: TokenSet, **changes: Any) -> TokenRecord:

@@ -167,12 +167,43 @@ def test_twenty_concurrent_processes_on_expired_token(auth_server: Any) -> None:
     assert len({r.stdout for r in results}) == 1
 
 
-def _opened_by(pid: int, path: str) -> bool:
-    folder = f"/proc/{pid}/fd"
-    try:
-        return any(os.readlink(os.path.join(folder, fd)) == path for fd in os.listdir(folder))
-    except OSError:
-        return False
+def _waiting_on(proc: subprocess.Popen[str], path: str) -> None:
+    """Until `proc` has the lock file `path` open and sleeps between its tries to lock it."""
+    target = os.path.realpath(path)
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline
+        try:
+            folder = f"/proc/{proc.pid}/fd"
+            opened = any(os.readlink(f"{folder}/{fd}") == target for fd in os.listdir(folder))
+            with open(f"/proc/{proc.pid}/wchan") as wchan:
+                asleep = "nanosleep" in wchan.read()
+        except OSError:
+            opened = asleep = False
+        if opened and asleep:
+            return
+        time.sleep(0.005)
+
+
+def _due_token_waiting_for_its_lock(lock: str) -> subprocess.Popen[str]:
+    waiting = subprocess.Popen(
+        [*PROGRAM, "token", "work-mail"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+    )  # fmt: skip
+    _waiting_on(waiting, lock)
+    return waiting
+
+
+def _imported(stderr: str) -> set[str]:
+    return {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if "|" in line}
+
+
+def _refresh_lock(name: str) -> str:
+    from oauthtok import layout
+    from oauthtok.store import TokenStore
+
+    store = TokenStore()
+    return layout.lock_path(store.data_dir, layout.token_lock(store.get(name).id))
 
 
 def test_a_call_that_waits_for_another_refresh_reads_its_token_without_the_full_path(
@@ -181,26 +212,18 @@ def test_a_call_that_waits_for_another_refresh_reads_its_token_without_the_full_
     """`token` on a due token while another process refreshes it (holds its refresh lock):
     the fast path waits for that lock, then reads the new token. It never loads the full
     path (no httpx, no manager: ~100 ms of CPU for each waiting call) and sends no request."""
-    from oauthtok import layout
     from oauthtok.lockfile import held
     from oauthtok.store import TokenStore
 
     seed(auth_server)
     expire_token("work-mail")
-    store = TokenStore()
-    record = store.get("work-mail")
-    lock = layout.lock_path(store.data_dir, layout.token_lock(record.id))
+    lock = _refresh_lock("work-mail")
     assert os.path.exists(lock)  # made by `create` (store.add), for the first refresh
     requests = auth_server.knobs.refresh_requests
     with held(lock, 5):
-        waiting = subprocess.Popen(
-            [*PROGRAM, "token", "work-mail"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while not _opened_by(waiting.pid, lock):  # it waits on the lock now
-            assert waiting.poll() is None and time.monotonic() < deadline
-            time.sleep(0.01)
+        waiting = _due_token_waiting_for_its_lock(lock)
+        store = TokenStore()
+        record = store.get("work-mail")
         fresh = store.read_tokens(record).evolve(
             access_token="AT-refreshed-meanwhile", expires_at=time.time() + 3600
         )
@@ -208,9 +231,29 @@ def test_a_call_that_waits_for_another_refresh_reads_its_token_without_the_full_
     out, err = waiting.communicate(timeout=30)
     assert (waiting.returncode, out) == (0, "AT-refreshed-meanwhile\n"), err[-2000:]
     assert auth_server.knobs.refresh_requests == requests
-    imported = {line.rsplit("|", 1)[-1].strip() for line in err.splitlines() if "|" in line}
+    imported = _imported(err)
     assert "oauthtok.fastpath" in imported
     assert not imported & {"httpx", "oauthtok.manager", "oauthtok.handout", "typer"}
+
+
+def test_a_call_whose_wait_ends_without_a_refresh_refreshes_once_itself(
+    auth_server: Any,
+) -> None:
+    """The process it waited for ended without refreshing (it failed, or was killed): the
+    waiter renews the token itself, once, through the full path (which takes the lock
+    anew)."""
+    from oauthtok.lockfile import held
+
+    seed(auth_server)
+    expire_token("work-mail")
+    lock = _refresh_lock("work-mail")
+    requests = auth_server.knobs.refresh_requests
+    with held(lock, 5):
+        waiting = _due_token_waiting_for_its_lock(lock)
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0 and out.startswith("at-"), err[-2000:]
+    assert auth_server.knobs.refresh_requests == requests + 1
+    assert "oauthtok.manager" in _imported(err)
 
 
 def test_a_due_token_whose_refresh_lock_stays_held_is_exit_8_with_one_line(
@@ -218,15 +261,18 @@ def test_a_due_token_whose_refresh_lock_stays_held_is_exit_8_with_one_line(
 ) -> None:
     """The fast path waits for a due token's refresh lock as long as the full path would
     (contract.LOCK_TIMEOUT), then says what the full path says."""
-    from oauthtok import contract, fastpath, layout
+    from oauthtok import contract, fastpath, handout
     from oauthtok.lockfile import held
-    from oauthtok.store import TokenStore
 
     seed(auth_server)
     expire_token("work-mail")
-    store = TokenStore()
-    lock = layout.lock_path(store.data_dir, layout.token_lock(store.get("work-mail").id))
+    lock = _refresh_lock("work-mail")
     monkeypatch.setattr(contract, "LOCK_TIMEOUT", 0.2)
+
+    def full_path(*args: Any) -> int:
+        raise AssertionError("the fast path went to the full path")
+
+    monkeypatch.setattr(handout, "main", full_path)
     capsys.readouterr()
     with held(lock, 5):
         assert fastpath.run(["WORK-MAIL"]) == 8

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,17 @@ def test_the_file_stores_lock_failures_are_exit_8(tmp_path: Path) -> None:
 # -- a lock taken ahead (the `token` fast path, for a due token) ------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _nothing_taken_ahead_stays() -> Iterator[None]:
+    """A failed test leaves no lock taken ahead behind (a later file on the same inode would
+    be taken over)."""
+    from oauthtok import lockfile
+
+    yield
+    for key in list(lockfile._TAKEN_AHEAD):
+        lockfile.release_ahead(key)
+
+
 TRY = """
 import sys
 from oauthtok.lockfile import LockTimeout, held
@@ -282,8 +294,9 @@ def test_take_ahead_creates_nothing_and_skips_what_is_not_our_regular_file(tmp_p
     (tmp_path / "target").write_text("")
     link.symlink_to(tmp_path / "target")
     assert take_ahead(str(link), 1) is None
-    if os.geteuid() == 0:
-        theirs = tmp_path / "theirs.lock"
-        theirs.write_text("")
-        os.chown(theirs, 12345, 12345)
+    theirs = tmp_path / "theirs.lock"
+    theirs.write_text("")
+    real_uid = os.geteuid()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "geteuid", lambda: real_uid + 1)  # the file is another user's
         assert take_ahead(str(theirs), 1) is None

@@ -413,6 +413,7 @@ def test_the_fast_path_reads_only_the_default_collection(
             )
         )  # fmt: skip
     conn = secretstorage.dbus_init()
+    secretstorage.get_default_collection(conn)  # ReadAlias first (see helpers.internal_session)
     decoy = secretstorage.Collection(conn, path)
     attributes = {"service": "oauthtok", "username": record.id, "application": "x"}
     forged = make_secrets(access_token="AT-forged").dumps().encode()

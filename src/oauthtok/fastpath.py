@@ -216,30 +216,35 @@ def run(args: list[str]) -> int | None:
 
     ahead = None
     try:
-        contract.check_user_option(parsed.fmt, parsed.user)
-        data_dir = paths.data_dir()
-        name, token_id = _find(data_dir, parsed.name)
-        text, due = _stored_token(data_dir, token_id, parsed)
-        if due:
-            ahead = _refresh_lock_ahead(data_dir, token_id, name)
-            if ahead is not None and ahead[1]:  # another process refreshed it meanwhile
-                text = _stored_token(data_dir, token_id, parsed)[0]
-    except UsageError as exc:  # the answer itself (the full path words it the same)
-        return report(exc)
-    except _WaitedTooLong as exc:
-        return report(StoreError(str(exc)))
-    except Exception as exc:
-        if os.environ.get("OAUTHTOK_DEBUG"):
-            sys.stderr.write(f"oauthtok: debug: fast path declined ({type(exc).__name__}: {exc})\n")
-        text = None
-    if text is None:
-        from oauthtok.handout import main
-
         try:
+            contract.check_user_option(parsed.fmt, parsed.user)
+            data_dir = paths.data_dir()
+            name, token_id = _find(data_dir, parsed.name)
+            text, due = _stored_token(data_dir, token_id, parsed)
+            if due:
+                ahead = _refresh_lock_ahead(data_dir, token_id, name)
+                if ahead is not None and ahead[1]:
+                    # another process refreshed it meanwhile: let go at once (other waiters
+                    # read too), and read; still due, the full path takes the lock itself
+                    _release(ahead)
+                    ahead = None
+                    text = _stored_token(data_dir, token_id, parsed)[0]
+        except UsageError as exc:  # the answer itself (the full path words it the same)
+            return report(exc)
+        except _WaitedTooLong as exc:
+            return report(StoreError(str(exc)))
+        except Exception as exc:
+            if os.environ.get("OAUTHTOK_DEBUG"):
+                sys.stderr.write(
+                    f"oauthtok: debug: fast path declined ({type(exc).__name__}: {exc})\n"
+                )
+            text = None
+        if text is None:
+            from oauthtok.handout import main
+
             return main(parsed.name, parsed.fmt, parsed.min_valid, parsed.user)
-        finally:
-            _release(ahead)
-    _release(ahead)
+    finally:
+        _release(ahead)  # unless the full path's refresh took it over (and ended it)
     try:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()

@@ -140,13 +140,14 @@ def _alias_then_session(conn: Any) -> tuple[str, _Opening | None]:
     None) when there is no such collection. This process makes its half of the key agreement
     (~1 ms) while the service answers ReadAlias.
 
-    OpenSession waits for that answer: gnome-keyring (42, and still 50) registers a client in
-    an idle callback that a busy daemon can run after the client's first call, and an
-    OpenSession handled before it aborts the whole daemon (`g_variant_new: expected GVariant
-    of type 'v' but received value has type '(null)'`; on a desktop the keyring comes back
-    locked). A ReadAlias handled then only answers "/", and a collection's path proves the
-    client and its PKCS#11 session exist: so ReadAlias goes first, and a "/" is asked again
-    once before it counts."""
+    OpenSession waits for that answer: gnome-keyring (42, and still 50) aborts the whole daemon
+    on an OpenSession it handles without a PKCS#11 session for the client (`g_variant_new:
+    expected GVariant of type 'v' but received value has type '(null)'`; on a desktop the
+    keyring comes back locked). Seen once in CI; the likeliest cause, from its source, is its
+    client registry, filled by an idle callback that a busy daemon may run after the client's
+    first call. A ReadAlias handled without that session only answers "/", and a collection's
+    path proves the client and its session exist: so ReadAlias goes first, and a "/" is asked
+    again once before it counts."""
     from oauthtok.dhsession import Transport
 
     def read_alias() -> int:

@@ -55,8 +55,8 @@ def held(path: str, timeout: float) -> Iterator[None]:
         _check_file(fd, path)
         ahead = _TAKEN_AHEAD.pop(_file_key(fd), None)
         if ahead is not None:  # this process holds it already: this block takes it over
-            os.close(fd)
-            fd = ahead
+            fd, duplicate = ahead, fd
+            os.close(duplicate)
         else:
             _acquire(fd, path, timeout)
         try:
@@ -124,7 +124,10 @@ def release_ahead(key: tuple[int, int]) -> None:
 
 
 def create(path: str) -> None:
-    """The lock file `path`, created 0600 when missing (nothing is locked)."""
+    """The lock file `path`, created 0600 when missing (nothing is locked; on Windows
+    nothing: filelock makes its own)."""
+    if sys.platform == "win32":  # pragma: no cover - not tested here
+        return
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         _check_file(fd, path)

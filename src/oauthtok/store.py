@@ -305,6 +305,13 @@ class TokenStore(MetadataReader):
             if taken is not None:
                 raise UsageError(f"a token named {taken[0]!r} exists already")
             try:
+                # its refresh lock first, ready for the first refresh: `token`'s fast path
+                # waits on an existing one only (it creates nothing), so that concurrent calls
+                # on a due token wait for one refresh without loading the full path
+                with contextlib.suppress(OSError, StoreError):  # its first refresh says why
+                    from oauthtok.lockfile import create
+
+                    create(self._lock_path(layout.token_lock(record.id)))
                 self.secrets.set(record.id, tokens.dumps())
                 self._write_record(record)
                 self._write_names({**names, record.name: record.id})
@@ -314,13 +321,6 @@ class TokenStore(MetadataReader):
                 with contextlib.suppress(OSError):
                     os.unlink(layout.record_path(self.data_dir, record.id))
                 raise
-            # its refresh lock, ready for the first refresh: `token`'s fast path waits on an
-            # existing one only (it creates nothing), so that concurrent calls on a due token
-            # wait for one refresh without loading the full path
-            with contextlib.suppress(OSError, StoreError):  # its first refresh says why
-                from oauthtok.lockfile import create
-
-                create(self._lock_path(layout.token_lock(record.id)))
         return record
 
     def save_tokens(self, record: TokenRecord, tokens: TokenSet, **changes: Any) -> TokenRecord:

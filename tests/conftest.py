@@ -265,3 +265,13 @@ def trust(dovecot: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
     """SSL_CERT_FILE names the throwaway CA that signed Dovecot's certificate."""
     monkeypatch.setenv("SSL_CERT_FILE", str(dovecot.tls.ca_file))
     return Path(dovecot.tls.ca_file)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection made (modules, test items, fixtures' definitions) lives as long as the
+    run: the cyclic garbage collector stops scanning it again at every full collection, and
+    collects the young generation less often (measured: ~9 % of a worker's CPU went to it)."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)

@@ -337,6 +337,38 @@ def test_a_full_disk_at_the_last_flush_is_one_line() -> None:
     assert result.stderr == "oauthtok: error: cannot write the output (No space left on device)\n"
 
 
+@pytest.mark.parametrize(
+    ("args", "fast", "buffered"),
+    [
+        (["services"], True, True),
+        (["services"], True, False),
+        (["services"], False, True),
+        (["services"], False, False),
+        (["show-help", "microsoft"], True, False),
+        (["--help"], False, False),
+        (["schedule", "--help"], False, True),
+    ],
+)
+def test_a_full_disk_while_writing_is_one_line_not_a_bug(
+    args: list[str], fast: bool, buffered: bool
+) -> None:
+    """Output that cannot be written while the command writes it (a full disk, a quota): one
+    line that says so, exit 1; not "internal error ... this is a bug"."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    if not fast:
+        env["OAUTHTOK_NO_FAST_PATH"] = "1"
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [*PROGRAM, *args], stdout=full, stderr=subprocess.PIPE, text=True, timeout=30,
+            env=env,
+        )  # fmt: skip
+    assert (result.returncode, result.stderr) == (
+        1, "oauthtok: error: cannot write the output (No space left on device)\n"
+    )  # fmt: skip
+
+
 def test_ctrl_c_while_typer_loads_is_the_cancelled_line() -> None:
     """Before the app's own boundary exists (Typer still importing), Ctrl-C is still one line."""
     code = (

@@ -121,11 +121,26 @@ def report(exc: BaseException) -> int:
         import traceback
 
         traceback.print_exception(exc)
+    if isinstance(exc, OSError) and _no_room(exc):
+        # not a bug: the output (or a file named) cannot take more; the store's own writes say
+        # which file they are (StoreError), so a write without a name is the output
+        where = "the output" if exc.filename is None else str(exc.filename)
+        say(f"oauthtok: error: cannot write {where} ({exc.strerror or exc})")
+        if exc.filename is None:
+            _silence_stdout()  # what is still buffered goes nowhere: said once
+        return 1
     say(
         f"oauthtok: internal error ({type(exc).__name__}); this is a bug, please report it "
         "(OAUTHTOK_DEBUG=1 shows the traceback, which may contain secrets)"
     )
     return 1
+
+
+def _no_room(exc: OSError) -> bool:
+    """A write that found no room: a full disk, a quota, a file too large."""
+    import errno
+
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _stderr_is_tty() -> bool:

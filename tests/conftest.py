@@ -220,7 +220,11 @@ token_auth = "client_secret_post"
 def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """$BROWSER is the scripted browser; returns the file it logs to."""
     script = tmp_path / "browser"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TESTS / "fake_browser.py"}" "$@"\n')
+    # -I -S: the standard library only (no site-packages to set up), as a browser shares
+    # nothing with oauthtok
+    script.write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" -I -S "{TESTS / "fake_browser.py"}" "$@"\n'
+    )
     script.chmod(0o755)
     log = tmp_path / "browser.log"
     monkeypatch.setenv("BROWSER", str(script))

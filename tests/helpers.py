@@ -161,6 +161,17 @@ def create_in_process(
     Pythons. For tests whose subject comes after the token exists; what `create` itself does
     as a program (its output, the browser it starts, Ctrl-C) is tested with `run_oauthtok`.
     `test_seed.py` holds what this stores equal to what the real program stores."""
+    return run_in_process("create", *args, input=input, env=env)
+
+
+def run_in_process(
+    *args: str, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`oauthtok ARGS` run in this process by Typer's runner (the full program's commands and
+    its error boundary; a browser it opens is the scripted browser's `follow`, in a thread):
+    for tests whose subject is what a command decides and prints, not the program around it
+    (its start, its fast path, its exit, signals), which `run_oauthtok` tests. The fast and
+    the full path answer alike: test_e2e and test_contract hold them equal."""
     import traceback
     import webbrowser
     from unittest import mock
@@ -169,15 +180,15 @@ def create_in_process(
 
     from oauthtok.cli.app import app
 
-    # a browser can be opened (else `create` falls back to a headless flow); it is this one
+    # a browser can be opened (else a sign-in falls back to a headless flow); it is this one
     env = {"BROWSER": os.environ.get("BROWSER") or "in-process", **(env or {})}
     with mock.patch.object(webbrowser, "open", follow_in_process):
-        result = CliRunner().invoke(app, ["create", *args], input=input, env=env)
+        result = CliRunner().invoke(app, list(args), input=input, env=env)
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         assert result.exc_info is not None
         stderr += "".join(traceback.format_exception(*result.exc_info))
-    return subprocess.CompletedProcess(["create", *args], result.exit_code, result.stdout, stderr)
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, stderr)
 
 
 def expire_token(name: str) -> None:

@@ -1,5 +1,6 @@
-"""Whose token it is and when its grant lapses — end to end against the Authlib server, with the
-real program and the real Secret Service."""
+"""Whose token it is and when its grant lapses — end to end against the Authlib server and the
+real Secret Service. `token` runs as the real program; `refresh` and `reauthorize`, whose
+decisions are the subject here, run their commands in the test process (`run_in_process`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.helpers import (
     follow_in_process,
     listed,
     read_only,
+    run_in_process,
     run_oauthtok,
     shown,
 )
@@ -99,10 +101,10 @@ def test_a_failing_userinfo_endpoint_costs_only_the_account(auth_server: Any) ->
 def test_reauthorize_warns_when_the_account_changed(auth_server: Any) -> None:
     auth_server.knobs.id_token_claims = {"sub": "1", "preferred_username": "alice"}
     create(auth_server)
-    same = run_oauthtok("reauthorize", "t")
+    same = run_in_process("reauthorize", "t")
     assert same.returncode == 0 and "warning" not in same.stderr
     auth_server.knobs.id_token_claims = {"sub": "2", "preferred_username": "mallory"}
-    other = run_oauthtok("reauthorize", "t")
+    other = run_in_process("reauthorize", "t")
     assert other.returncode == 0, other.stderr
     assert "warning: 't' now belongs to 'mallory', no longer to 'alice'" in other.stderr
     assert shown()["account"] == "mallory"
@@ -118,21 +120,21 @@ def test_lifecycle_fields_follow_grant_refresh_and_failure(auth_server: Any) -> 
     assert before <= first["obtained_at"] <= time.time()
     assert first["refresh_rotated_at"] == first["obtained_at"] and first["refresh_used_at"] is None
     assert first["last_error"] is None
-    assert run_oauthtok("refresh", "t", "--force").returncode == 0
+    assert run_in_process("refresh", "t", "--force").returncode == 0
     second = shown()
     assert second["refresh_used_at"] >= first["obtained_at"]
     assert second["refresh_rotated_at"] == second["refresh_used_at"]  # the server rotates
     auth_server.knobs.token_endpoint_status = 503
-    assert run_oauthtok("refresh", "t", "--force").returncode == 6
+    assert run_in_process("refresh", "t", "--force").returncode == 6
     third = shown()
     assert "HTTP 503" in third["last_error"] and third["status"] == "valid"
     auth_server.knobs.token_endpoint_status = None
     auth_server.revoke_all()
-    assert run_oauthtok("refresh", "t", "--force").returncode == 4
+    assert run_in_process("refresh", "t", "--force").returncode == 4
     fourth = shown()
     assert "invalid_grant" in fourth["last_error"] and fourth["needs_reauth"]
     assert "invalid_grant" in read_only("show", "t").stdout  # "last error" for people
-    assert run_oauthtok("reauthorize", "t").returncode == 0
+    assert run_in_process("reauthorize", "t").returncode == 0
     assert shown()["last_error"] is None and not shown()["needs_reauth"]
 
 
@@ -141,7 +143,7 @@ def test_lapse_from_the_catalog_and_from_the_provider(auth_server: Any) -> None:
     create(auth_server, env=env)
     data = shown(env=env)
     assert data["lapses_at"] == int(data["obtained_at"] + 30 * DAY)
-    assert run_oauthtok("refresh", "t", "--force", env=env).returncode == 0
+    assert run_in_process("refresh", "t", "--force", env=env).returncode == 0
     refreshed = shown(env=env)
     assert refreshed["lapses_at"] == int(refreshed["refresh_used_at"] + 30 * DAY)  # idle: renewed
     table = read_only("list", env=env).stdout.splitlines()
@@ -152,17 +154,17 @@ def test_lapse_from_the_catalog_and_from_the_provider(auth_server: Any) -> None:
 
     # the provider's own lifetime, when sooner, wins
     auth_server.knobs.refresh_token_expires_in = 3600
-    assert run_oauthtok("refresh", "t", "--force", env=env).returncode == 0
+    assert run_in_process("refresh", "t", "--force", env=env).returncode == 0
     data = shown(env=env)
     assert abs(data["lapses_at"] - (time.time() + 3600)) < 60
     assert listed(env=env)[0]["lapses_at"] == data["lapses_at"]
     # the rules are kept with the token at its consent (like its endpoints): a catalog without
     # the rule changes nothing until the next consent, which takes the catalog's rules again
     auth_server.knobs.refresh_token_expires_in = None
-    assert run_oauthtok("refresh", "t", "--force").returncode == 0
+    assert run_in_process("refresh", "t", "--force").returncode == 0
     kept = shown()
     assert kept["lapses_at"] == int(kept["refresh_used_at"] + 30 * DAY)
-    assert run_oauthtok("reauthorize", "t").returncode == 0
+    assert run_in_process("reauthorize", "t").returncode == 0
     assert shown()["lapses_at"] is None
 
 
@@ -178,7 +180,7 @@ def test_a_grant_of_an_app_in_testing_ends_after_max_days(auth_server: Any) -> N
     create(auth_server, "--param", "testing=yes", name="testing", env=env)
     data = shown("testing", env=env)
     assert data["lapses_at"] == int(data["obtained_at"] + 7 * DAY)
-    assert run_oauthtok("refresh", "testing", "--force", env=env).returncode == 0
+    assert run_in_process("refresh", "testing", "--force", env=env).returncode == 0
     assert shown("testing", env=env)["lapses_at"] == data["lapses_at"]  # use does not extend it
     create(auth_server, name="published", env=env)
     assert shown("published", env=env)["lapses_at"] is None

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import create_in_process, run_oauthtok
+from tests.helpers import create_in_process, run_in_process, run_oauthtok
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "trust")
 
@@ -105,6 +105,7 @@ def test_unreachable_or_untrusted_is_exit_6(
 
 
 def test_usage_errors_come_before_the_token(mailbox: str) -> None:
+    """`test`'s command in the test process: its checks and their order are the subject."""
     for args, why in (
         (["--imap", "127.0.0.1:1143"], "no usual TLS mode"),
         (["--imap", "mail.example.test", "--plain"], "loopback"),
@@ -113,8 +114,8 @@ def test_usage_errors_come_before_the_token(mailbox: str) -> None:
         (["--imap", "a", "--tls", "--plain"], "one of --tls"),
         (["--url", "https://x.example", "--user", "a"], "--url takes none"),
     ):
-        result = run_oauthtok("test", mailbox, *args)
+        result = run_in_process("test", mailbox, *args)
         assert result.returncode == 2 and why in result.stderr, (args, result.stderr)
     # checked before the token is looked up: a usage error, not "no such token"
-    assert run_oauthtok("test", "nope", "--imap", "127.0.0.1:1143").returncode == 2
-    assert run_oauthtok("test", "nope", "--imap", "127.0.0.1:993").returncode == 3
+    assert run_in_process("test", "nope", "--imap", "127.0.0.1:1143").returncode == 2
+    assert run_in_process("test", "nope", "--imap", "127.0.0.1:993").returncode == 3

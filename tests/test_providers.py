@@ -26,7 +26,15 @@ from oauthtok.manager import TokenManager, choose_flow, renewal_failure, sign_in
 from oauthtok.models import Endpoints
 from oauthtok.scopes import missing_scopes
 from oauthtok.store import TokenStore
-from tests.helpers import create_token, make_record, make_secrets, run_oauthtok, seed_token, shown
+from tests.helpers import (
+    create_token,
+    make_record,
+    make_secrets,
+    run_in_process,
+    run_oauthtok,
+    seed_token,
+    shown,
+)
 
 E2E = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 runner = CliRunner()
@@ -52,21 +60,23 @@ def test_a_refresh_asks_only_for_what_was_granted(auth_server: Any) -> None:
 
 @E2E
 def test_reauthorize_changes_scopes_with_a_new_consent(auth_server: Any) -> None:
+    """`reauthorize`'s command in the test process (its scope decisions are the subject; the
+    program's own `reauthorize` runs in test_e2e and test_device_notify)."""
     seed_token(auth_server, scopes="offline_access mail.read")
-    added = run_oauthtok("reauthorize", "t", "--add-scope", "mail.send")
+    added = run_in_process("reauthorize", "t", "--add-scope", "mail.send")
     assert added.returncode == 0, added.stderr
     assert shown()["scopes"] == ["offline_access", "mail.read", "mail.send"]
     auth_server.knobs.consent = "deny"
-    denied = run_oauthtok("reauthorize", "t", "--remove-scope", "mail.read")
+    denied = run_in_process("reauthorize", "t", "--remove-scope", "mail.read")
     assert denied.returncode == 5 and "unchanged" not in denied.stdout
     assert shown()["scopes"] == ["offline_access", "mail.read", "mail.send"]  # kept
     assert run_oauthtok("token", "t").returncode == 0
     auth_server.knobs.consent = "approve"
-    removed = run_oauthtok("reauthorize", "t", "-r", "mail.read")
+    removed = run_in_process("reauthorize", "t", "-r", "mail.read")
     assert removed.returncode == 0 and shown()["scopes"] == ["offline_access", "mail.send"]
-    replaced = run_oauthtok("reauthorize", "t", "--scopes", "offline_access,profile")
+    replaced = run_in_process("reauthorize", "t", "--scopes", "offline_access,profile")
     assert replaced.returncode == 0 and shown()["scopes"] == ["offline_access", "profile"]
-    unknown = run_oauthtok("reauthorize", "t", "--remove-scope", "nope")
+    unknown = run_in_process("reauthorize", "t", "--remove-scope", "nope")
     assert unknown.returncode == 2 and "does not ask for 'nope'" in unknown.stderr
 
 

@@ -1,5 +1,7 @@
 """`status`, the notifications and the keep-alive, end to end: the real program, the real Secret
-Service, the Authlib server, and a real notify command that records what it was given."""
+Service, the Authlib server, and a real notify command that records what it was given. The
+JSON reports whose fields are checked come from `status`'s command run in the test process
+(`status()`); its text, --quiet, exit codes and the keep-alive run as the program."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import create_in_process, run_oauthtok
+from tests.helpers import create_in_process, run_in_process, run_oauthtok
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -88,7 +90,9 @@ def age_grant(name: str, days: float) -> None:
 
 
 def status(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-    result = run_oauthtok("status", "--json", *args, env=env)
+    """`status --json`'s exit code and report: its command in this process (`run_in_process`);
+    the tests run the real program's `status` (text, --quiet, exit codes) besides."""
+    result = run_in_process("status", "--json", *args, env=env)
     assert result.stdout, result.stderr
     return result.returncode, json.loads(result.stdout)
 

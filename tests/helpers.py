@@ -317,3 +317,36 @@ def locked_collection(password: str) -> Iterator[None]:
                         )
                     )
                 )
+
+
+#: modules the fast path must not import (`imported_modules` says which a run imported)
+HEAVY = (
+    "typer",
+    "rich",
+    "click",
+    "httpx",
+    "keyring",
+    "secretstorage",
+    "cryptography",  # the encrypted session's secrets are opened by dhsession's own AES
+    "filelock",
+    "platformdirs",
+    "pydantic",
+    "oauthtok.cli",
+    "oauthtok.store",
+    "dataclasses",
+)
+
+
+def imported_modules(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run the real entry point with -X importtime; the set of modules it imported."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *PROGRAM[1:], *args],
+        capture_output=True,
+        text=True,
+    )
+    modules = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    return result, modules

@@ -10,73 +10,24 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers import (
+    HEAVY,
     PROGRAM,
-    create_in_process,
     expire_token,
+    imported_modules,
     keyring_items,
     listed,
     run_oauthtok,
     shown,
 )
+from tests.workmail import SECRET, create, seed, stored_metadata, token
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
-
-SECRET = "s3cret-value-Ω"
-
-
-def create(
-    server: Any,
-    name: str = "work-mail",
-    auth: str = "client_secret_basic",
-    public: bool = False,
-    scopes: str = "offline_access mail.read",
-    extra: tuple[str, ...] = (),
-    service: str = "testidp",
-    in_process: bool = False,
-) -> subprocess.CompletedProcess[str]:
-    """`oauthtok create` (`in_process`: by `create_in_process`, see `seed`)."""
-    client_id = f"client-{name}"
-    server.add_client(client_id, None if public else SECRET, "none" if public else auth)
-    args = [name, "--service", service, "--client-id", client_id, "--scopes", scopes]
-    run = create_in_process if in_process else partial(run_oauthtok, "create")
-    if public:
-        return run(*args, "--public", *extra)
-    env = {}
-    if auth == "client_secret_post":
-        # the catalog says basic; a user override file switches the service to post
-        env["OAUTHTOK_SERVICES"] = os.environ["OAUTHTOK_SERVICES"] + os.pathsep + post_override()
-    return run(*args, "--client-secret-stdin", *extra, input=SECRET + "\n", env=env)
-
-
-def seed(server: Any, name: str = "work-mail", **options: Any) -> None:
-    """A token for tests of what comes after `create`: `create`'s command run in this process
-    (tests.helpers.create_in_process); the real program's `create` is tested above and in
-    test_flows."""
-    result = create(server, name, in_process=True, **options)
-    assert result.returncode == 0, result.stderr
-
-
-def post_override() -> str:
-    path = Path(os.environ["HOME"]) / "post.toml"
-    path.write_text('[services.testidp]\ntoken_auth = "client_secret_post"\n')
-    return str(path)
-
-
-def token(name: str = "work-mail", *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return run_oauthtok("token", name, *args, **kw)
-
-
-def stored_metadata() -> str:
-    """Every file of the store's data dir, concatenated."""
-    folder = Path(os.environ["XDG_DATA_HOME"]) / "oauthtok"
-    return "".join(p.read_text() for p in sorted(folder.rglob("*.json")))
 
 
 def only_record() -> dict[str, Any]:
@@ -411,38 +362,6 @@ def test_duplicate_name_is_refused_before_the_browser(auth_server: Any, browser:
     assert result.returncode == 2
     assert "exists already" in result.stderr
     assert browser.read_text() == "" and "/authorize?" not in result.stderr
-
-
-HEAVY = (
-    "typer",
-    "rich",
-    "click",
-    "httpx",
-    "keyring",
-    "secretstorage",
-    "cryptography",  # the encrypted session's secrets are opened by dhsession's own AES
-    "filelock",
-    "platformdirs",
-    "pydantic",
-    "oauthtok.cli",
-    "oauthtok.store",
-    "dataclasses",
-)
-
-
-def imported_modules(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
-    """Run the real entry point with -X importtime; the set of modules it imported."""
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", *PROGRAM[1:], *args],
-        capture_output=True,
-        text=True,
-    )
-    modules = {
-        line.rsplit("|", 1)[-1].strip()
-        for line in result.stderr.splitlines()
-        if line.startswith("import time:")
-    }
-    return result, modules
 
 
 def test_cached_token_path_imports_nothing_heavy(auth_server: Any) -> None:

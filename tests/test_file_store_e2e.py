@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import create_in_process, keyring_items, run_oauthtok
-from tests.test_e2e import HEAVY, imported_modules
+from tests.helpers import HEAVY, create_in_process, imported_modules, keyring_items, run_oauthtok
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 

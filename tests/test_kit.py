@@ -26,8 +26,15 @@ from typer.testing import CliRunner, Result
 from oauthtok.cli.app import app
 from oauthtok.store import TokenStore
 from tests.certs import make_client_certificate
-from tests.helpers import create_in_process, make_record, make_secrets, run_oauthtok
-from tests.test_e2e import HEAVY, SECRET, create, imported_modules, seed, stored_metadata, token
+from tests.helpers import (
+    HEAVY,
+    create_in_process,
+    imported_modules,
+    make_record,
+    make_secrets,
+    run_oauthtok,
+)
+from tests.workmail import SECRET, create, seed, stored_metadata, token
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -352,7 +359,7 @@ def test_certificate_credentials_in_every_flow_and_refresh(
 ) -> None:
     pem = tmp_path / "app.pem"
     cert = make_client_certificate(pem, days=400)
-    result = create_with_certificate(auth_server, pem, cert)
+    result = create_with_certificate(auth_server, pem, cert, in_process=True)
     assert result.returncode == 0, result.stderr
     token_url = f"{auth_server.base_url}/token"
     first = auth_server.knobs.client_assertions[-1]
@@ -373,7 +380,7 @@ def test_certificate_credentials_in_every_flow_and_refresh(
     assert "private_key_jwt" in cli("show", "app").stdout
     # app-only (client credentials) too, and its renewal
     apponly = create_with_certificate(auth_server, pem, cert, "--flow", "client-credentials",
-                                      name="job")  # fmt: skip
+                                      name="job", in_process=True)  # fmt: skip
     assert apponly.returncode == 0, apponly.stderr
     assert token("job", "--min-valid", "99999").returncode == 0
     assert len(auth_server.knobs.client_assertions) == 5
@@ -430,7 +437,8 @@ def test_a_readable_key_file_is_refused_before_anything(
 
 
 def test_secret_expiry_is_stored_and_shown(auth_server: Any) -> None:
-    assert create(auth_server, extra=("--secret-expires", "2099-01-31")).returncode == 0
+    made = create(auth_server, extra=("--secret-expires", "2099-01-31"), in_process=True)
+    assert made.returncode == 0, made.stderr
     moment = 4073500800  # 2099-01-31T00:00:00Z
     assert shown("work-mail")["secret_expires_at"] == moment
     assert json.loads(cli("list", "--json").stdout)[0]["secret_expires_at"] == moment

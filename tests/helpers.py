@@ -344,9 +344,13 @@ def imported_modules(*args: str) -> tuple[subprocess.CompletedProcess[str], set[
         capture_output=True,
         text=True,
     )
-    modules = {
+    return result, imported_names(result.stderr)
+
+
+def imported_names(stderr: str) -> set[str]:
+    """The modules a run with -X importtime (or PYTHONPROFILEIMPORTTIME=1) imported."""
+    return {
         line.rsplit("|", 1)[-1].strip()
-        for line in result.stderr.splitlines()
+        for line in stderr.splitlines()
         if line.startswith("import time:")
     }
-    return result, modules

@@ -20,6 +20,7 @@ from tests.helpers import (
     PROGRAM,
     expire_token,
     imported_modules,
+    imported_names,
     keyring_items,
     listed,
     run_oauthtok,
@@ -149,10 +150,6 @@ def _due_token_waiting_for_its_lock(lock: str) -> subprocess.Popen[str]:
     return waiting
 
 
-def _imported(stderr: str) -> set[str]:
-    return {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if "|" in line}
-
-
 def _refresh_lock(name: str) -> str:
     from oauthtok import layout
     from oauthtok.store import TokenStore
@@ -186,7 +183,7 @@ def test_a_call_that_waits_for_another_refresh_reads_its_token_without_the_full_
     out, err = waiting.communicate(timeout=30)
     assert (waiting.returncode, out) == (0, "AT-refreshed-meanwhile\n"), err[-2000:]
     assert auth_server.knobs.refresh_requests == requests
-    imported = _imported(err)
+    imported = imported_names(err)
     assert "oauthtok.fastpath" in imported
     assert not imported & {"httpx", "oauthtok.manager", "oauthtok.handout", "typer"}
 
@@ -208,7 +205,7 @@ def test_a_call_whose_wait_ends_without_a_refresh_refreshes_once_itself(
     out, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 0 and out.startswith("at-"), err[-2000:]
     assert auth_server.knobs.refresh_requests == requests + 1
-    assert "oauthtok.manager" in _imported(err)
+    assert "oauthtok.manager" in imported_names(err)
 
 
 def test_a_due_token_whose_refresh_lock_stays_held_is_exit_8_with_one_line(

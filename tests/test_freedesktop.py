@@ -192,7 +192,9 @@ def test_a_trivial_public_key_is_refused_before_any_call_names_the_session(key: 
             return Variant("ay", key.to_bytes(129, "big")[-128:]), "/org/freedesktop/s/1"
 
     conn = Conn()
-    opening = freedesktop._Opening(conn)
+    from oauthtok.dhsession import Transport
+
+    opening = freedesktop._Opening(conn, Transport())
     with pytest.raises(freedesktop.Unavailable, match="out of range"):
         opening.session()
     assert conn.sent == ["OpenSession"]

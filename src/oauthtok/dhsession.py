@@ -181,13 +181,16 @@ def decrypt_cbc(key: bytes, iv: bytes, data: bytes) -> bytes:
     mixed = _mix(b"".join(rounds[1:10]), _MUL).to_bytes(144, "little")
     state = fb(data, "little") ^ fb(rounds[10] * blocks, "little")
     moved = bytearray(size)
-    for r in range(8, -1, -1):  # rounds 9..1
+
+    def inv_shift_rows(state: int) -> bytearray:
         raw = state.to_bytes(size, "little")
         for i, source in enumerate(_INV_SHIFT):
             moved[i::16] = raw[source::16]
-        state = _mix(moved, _INV_MUL) ^ fb(mixed[16 * r : 16 * r + 16] * blocks, "little")
-    raw = state.to_bytes(size, "little")
-    for i, source in enumerate(_INV_SHIFT):
-        moved[i::16] = raw[source::16]
-    state = fb(moved.translate(INV_SBOX), "little") ^ fb(rounds[0] * blocks, "little")
+        return moved
+
+    for r in range(8, -1, -1):  # rounds 9..1
+        shifted = inv_shift_rows(state)
+        state = _mix(shifted, _INV_MUL) ^ fb(mixed[16 * r : 16 * r + 16] * blocks, "little")
+    shifted = inv_shift_rows(state)
+    state = fb(shifted.translate(INV_SBOX), "little") ^ fb(rounds[0] * blocks, "little")
     return (state ^ fb(iv + data[:-16], "little")).to_bytes(size, "little")

@@ -87,13 +87,18 @@ BROKEN_PIPE = 141
 
 
 def say(message: str) -> None:
-    """A line for the person, on stderr; a closed stderr is not an error (nor none at all:
-    `2>&-` at the start leaves `sys.stderr` None)."""
+    """A line for the person, on stderr; a closed stderr is not an error (one closed before
+    the program started is /dev/null: `launcher.main`)."""
     try:
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
-    except (BrokenPipeError, ValueError, AttributeError):
+    except (BrokenPipeError, ValueError):
         pass
+
+
+def cannot_write_output(exc: BaseException) -> None:
+    """Say that the output could not be written (a full disk, a quota, a closed file)."""
+    say(f"oauthtok: error: cannot write the output ({getattr(exc, 'strerror', None) or exc})")
 
 
 def report(exc: BaseException) -> int:
@@ -124,10 +129,11 @@ def report(exc: BaseException) -> int:
     if isinstance(exc, OSError) and _no_room(exc):
         # not a bug: the output (or a file named) cannot take more; the store's own writes say
         # which file they are (StoreError), so a write without a name is the output
-        where = "the output" if exc.filename is None else str(exc.filename)
-        say(f"oauthtok: error: cannot write {where} ({exc.strerror or exc})")
         if exc.filename is None:
+            cannot_write_output(exc)
             _silence_stdout()  # what is still buffered goes nowhere: said once
+        else:
+            say(f"oauthtok: error: cannot write {exc.filename} ({exc.strerror or exc})")
         return 1
     say(
         f"oauthtok: internal error ({type(exc).__name__}); this is a bug, please report it "
@@ -151,7 +157,8 @@ def _stderr_is_tty() -> bool:
 
 
 def _silence_stdout() -> None:
-    """After EPIPE, point stdout at /dev/null so that the interpreter's final flush is quiet."""
+    """After EPIPE or a full output, point stdout at /dev/null so that the final flush is
+    quiet."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -96,12 +96,6 @@ def parse_args(args: list[str]) -> TokenArgs | None:
     return TokenArgs(name, fmt, min_valid, user)
 
 
-def cached_token(parsed: TokenArgs) -> str | None:
-    """The rendered token when the stored one is still valid; None when it is due."""
-    data_dir = paths.data_dir()
-    return _stored_token(data_dir, _find(data_dir, parsed.name)[1], parsed)[0]
-
-
 def _find(data_dir: str, name: str) -> tuple[str, str]:
     """(the stored name, the token id) of `name`."""
     found = layout.lookup(layout.read_names(data_dir), name)

@@ -101,12 +101,12 @@ class _Opening:
     """An OpenSession sent with the encrypted algorithm (`dhsession`: gnome-keyring 42 does
     not survive many plain sessions), answered when first needed."""
 
-    def __init__(self, conn: Any, transport: Transport | None = None) -> None:
-        from oauthtok.dhsession import ALGORITHM, Transport
+    def __init__(self, conn: Any, transport: Transport) -> None:
+        from oauthtok.dhsession import ALGORITHM
         from oauthtok.minibus import Variant
 
         self._conn = conn
-        self._transport = transport or Transport()
+        self._transport = transport
         self._serial = conn.send(_BUS_NAME, _SERVICE_PATH, _SERVICE, "OpenSession", "sv",
                                  (ALGORITHM, Variant("ay", self._transport.public)))  # fmt: skip
         self._answer: tuple[str, bytes] | None = None

@@ -76,17 +76,16 @@ def _leave(ended: SystemExit) -> NoReturn:
             raise ended  # the interpreter waits for these
     atexit._run_exitfuncs()
     try:
-        for stream in (sys.stdout, sys.stderr):
-            if stream is not None:  # None: closed when the program started (`>&-`)
-                stream.flush()
+        sys.stdout.flush()  # neither is None: `main` put /dev/null in place of a closed one
+        sys.stderr.flush()
     except BrokenPipeError:
         from oauthtok.errors import BROKEN_PIPE
 
         os._exit(BROKEN_PIPE)  # what is left unwritten goes nowhere, quietly
     except (OSError, ValueError) as exc:  # a full disk, a closed file: one line, not a traceback
-        from oauthtok.errors import say
+        from oauthtok.errors import cannot_write_output
 
-        say(f"oauthtok: error: cannot write the output ({getattr(exc, 'strerror', None) or exc})")
+        cannot_write_output(exc)
         os._exit(status or 1)
     os._exit(status)
 

@@ -49,10 +49,8 @@ def held(path: str, timeout: float) -> Iterator[None]:
         return
     import fcntl
 
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o600)
+    fd = _open(path)
     try:
-        _check_file(fd, path)
         ahead = _TAKEN_AHEAD.pop(_file_key(fd), None)
         if ahead is not None:  # this process holds it already: this block takes it over
             fd, duplicate = ahead, fd
@@ -128,11 +126,18 @@ def create(path: str) -> None:
     nothing: filelock makes its own)."""
     if sys.platform == "win32":  # pragma: no cover - not tested here
         return
+    os.close(_open(path))
+
+
+def _open(path: str) -> int:
+    """The lock file `path` opened (created when missing), checked by `_check_file`."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         _check_file(fd, path)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
 
 
 def _check_file(fd: int, path: str) -> None:

@@ -157,3 +157,18 @@ def make_client_certificate(
     path.write_bytes(key_pem + cert.public_bytes(serialization.Encoding.PEM))
     path.chmod(mode)
     return cert
+
+
+def inconsistent_rsa_pem(path: Path) -> bytes:
+    """The key and certificate of `path` (a `make_client_certificate` file), the key's CRT
+    exponent dP changed: the public key still matches the certificate, the private key fails
+    the RSA consistency check."""
+    text = path.read_bytes()
+    key = serialization.load_pem_private_key(text, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    n = key.private_numbers()
+    bad = rsa.RSAPrivateNumbers(n.p, n.q, n.d, n.dmp1 ^ 2, n.dmq1, n.iqmp, n.public_numbers)
+    pem = bad.private_key(unsafe_skip_rsa_key_validation=True).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem + text[text.index(b"-----BEGIN CERTIFICATE") :]

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from oauthtok import client_cert
 from oauthtok.errors import UsageError
 from tests import authserver
-from tests.certs import make_client_certificate
+from tests.certs import inconsistent_rsa_pem, make_client_certificate
 
 
 def public_pem(cert: x509.Certificate) -> bytes:
@@ -66,6 +66,36 @@ def test_the_key_never_shows(tmp_path: Path) -> None:
     assert "PRIVATE" not in repr(loaded) and "PRIVATE" not in str(loaded.describe())
     again = client_cert.parse(loaded.to_secret())  # the secret store round trip
     assert again.x5t_s256 == loaded.x5t_s256 and again.key_pem == loaded.key_pem
+
+
+def test_a_given_key_is_checked_the_stored_copy_is_not_checked_again(tmp_path: Path) -> None:
+    """RSA's consistency check costs ~55 ms: done on what a user gives (a file, an import),
+    not again on the secret store's copy, which `parse` wrote from a checked key."""
+    make_client_certificate(tmp_path / "c.pem")
+    bad = inconsistent_rsa_pem(tmp_path / "c.pem")
+    with pytest.raises(UsageError, match="cannot read the private key in here"):
+        client_cert.parse(bad, where="here")
+    (tmp_path / "bad.pem").write_bytes(bad)
+    (tmp_path / "bad.pem").chmod(0o600)
+    with pytest.raises(UsageError, match="cannot read the private key"):
+        client_cert.load_file(tmp_path / "bad.pem")
+    # the stored copy loads without the check: this key would fail it
+    assert client_cert.parse(bad, stored=True).algorithm == "RS256"
+
+
+def test_assertions_are_signed_with_the_loaded_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PyJWT is given the key object: given the PEM text it would load (and check) the key
+    again at every assertion."""
+    cert = make_client_certificate(tmp_path / "c.pem")
+    loaded = client_cert.parse(client_cert.load_file(tmp_path / "c.pem").to_secret(), stored=True)
+    keys: list[object] = []
+    real = jwt.encode
+    monkeypatch.setattr(jwt, "encode", lambda c, key, **k: keys.append(key) or real(c, key, **k))
+    token = loaded.assertion(client_id="a", audience="https://x/token")
+    assert len(keys) == 1 and not isinstance(keys[0], (bytes, str))
+    jwt.decode(token, public_pem(cert), algorithms=["RS256"], audience="https://x/token")
 
 
 @pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")

@@ -12,7 +12,16 @@ from typing import Any
 import pyrage  # type: ignore[import-untyped]
 import pytest
 
-from tests.helpers import create_in_process, keyring_items, listed, run_oauthtok, shown
+from oauthtok import transfer
+from tests.certs import inconsistent_rsa_pem, make_client_certificate
+from tests.helpers import (
+    create_in_process,
+    keyring_items,
+    listed,
+    run_in_process,
+    run_oauthtok,
+    shown,
+)
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -163,3 +172,34 @@ def test_export_removes_nothing_unless_the_sealed_token_is_written(
     assert back.returncode == 0, back.stderr
     assert run_oauthtok("token", "mail").returncode == 0
     assert run_oauthtok("token", "gmail").returncode == 3
+
+
+def test_an_imported_client_certificate_is_checked(
+    auth_server: Any, tmp_path: Path, identity: tuple[str, Path]
+) -> None:
+    """`import` checks a client certificate as `create` checks a file (anyone who knows the
+    recipient can seal one); refreshes then trust the stored copy without checking it again."""
+    recipient, identity_file = identity
+    create(auth_server)
+    sealed = tmp_path / "gmail.age"
+    exported = run_in_process("export", "gmail", "--to", recipient, "-o", str(sealed))
+    assert exported.returncode == 0, exported.stderr
+    payload = transfer.unseal(sealed.read_bytes(), str(identity_file))
+    make_client_certificate(tmp_path / "c.pem")
+    before = keyring_items()
+
+    def with_certificate(pem: bytes) -> Path:
+        secrets = {**payload["secrets"], "client_certificate": pem.decode()}
+        path = tmp_path / "with-certificate.age"
+        path.write_bytes(transfer.seal({**payload, "secrets": secrets}, recipient))
+        return path
+
+    bad = with_certificate(inconsistent_rsa_pem(tmp_path / "c.pem"))
+    refused = run_in_process("import", str(bad), "--identity", str(identity_file))
+    assert refused.returncode == 2
+    assert f"cannot read the private key in the client certificate in {bad}" in refused.stderr
+    assert listed() == [] and keyring_items() == before
+    good = with_certificate((tmp_path / "c.pem").read_bytes())
+    imported = run_in_process("import", str(good), "--identity", str(identity_file))
+    assert imported.returncode == 0, imported.stderr
+    assert [r["name"] for r in listed()] == ["gmail"]

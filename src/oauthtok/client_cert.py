@@ -44,6 +44,9 @@ class ClientCertificate:
     not_after: int  # Unix time
     subject: str
     algorithm: str  # the default signing algorithm for the key type
+    #: the loaded key (a `cryptography` private key), signed with as it is: PyJWT given the
+    #: PEM text would load (and for RSA, check) it again for every assertion, ~55 ms each
+    key: Any = field(repr=False, compare=False)
 
     def __repr__(self) -> str:
         return f"ClientCertificate(x5t#S256={self.x5t_s256!r}, not_after={self.not_after!r})"
@@ -86,7 +89,7 @@ class ClientCertificate:
             "exp": issued + lifetime,
         }
         headers = {"typ": "JWT", "x5t#S256": self.x5t_s256}
-        return jwt.encode(claims, self.key_pem, algorithm=algorithm, headers=headers)
+        return jwt.encode(claims, self.key, algorithm=algorithm, headers=headers)
 
     def form_fields(
         self, *, client_id: str, token_url: str, now: float | None = None
@@ -131,8 +134,14 @@ def load_file(path: str | os.PathLike[str], now: float | None = None) -> ClientC
     return cert
 
 
-def parse(data: bytes | str, *, where: str = "the client certificate") -> ClientCertificate:
-    """A ClientCertificate from PEM text (a file's, or the secret store's). Raises UsageError."""
+def parse(
+    data: bytes | str, *, where: str = "the client certificate", stored: bool = False
+) -> ClientCertificate:
+    """A ClientCertificate from PEM text (a file's, or the secret store's). Raises UsageError.
+
+    `stored`: the text is the secret store's copy, which `parse` made from a key it checked
+    when the user gave it (`to_secret`): an RSA key's consistency check (~55 ms of CPU, at
+    every refresh) is not repeated. Anything a user gives is checked."""
     from cryptography import x509
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
@@ -157,7 +166,9 @@ def parse(data: bytes | str, *, where: str = "the client certificate") -> Client
     if not certs:
         raise UsageError(f"{where} has no certificate (-----BEGIN CERTIFICATE-----); append it")
     try:
-        key = serialization.load_pem_private_key(keys[0], password=None)
+        key = serialization.load_pem_private_key(
+            keys[0], password=None, unsafe_skip_rsa_key_validation=stored
+        )
     except TypeError:  # "Password was not given but private key is encrypted"
         raise UsageError(f"the private key in {where} is encrypted; decrypt it first") from None
     except (ValueError, UnsupportedAlgorithm) as exc:
@@ -196,4 +207,5 @@ def parse(data: bytes | str, *, where: str = "the client certificate") -> Client
         not_after=int(cert.not_valid_after_utc.timestamp()),
         subject=cert.subject.rfc4514_string(),
         algorithm=algorithm,
+        key=key,
     )

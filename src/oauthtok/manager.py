@@ -292,7 +292,7 @@ def stored_certificate(record: TokenRecord, tokens: TokenSet) -> ClientCertifica
     from oauthtok import client_cert
 
     where = f"the keyring entry of {record.name!r}"
-    return client_cert.parse(tokens.client_certificate, where=where)
+    return client_cert.parse(tokens.client_certificate, where=where, stored=True)
 
 
 def credential_expiry(certificate: ClientCertificate | None, given: int | None) -> int | None:

@@ -203,6 +203,13 @@ def import_token(
         data["name"] = new_name
     record = _record_from(data)
     tokens = TokenSet(**payload["secrets"])
+    if tokens.client_certificate:
+        # checked here, as a file given to create is: later loads trust the stored copy
+        from oauthtok import client_cert
+
+        where = f"the client certificate in {source}"
+        checked = client_cert.parse(tokens.client_certificate, where=where)
+        tokens = tokens.evolve(client_certificate=checked.to_secret())
     try:
         return store.add(record, tokens)
     except UsageError as exc:

@@ -152,7 +152,8 @@ def test_failing_hanging_and_missing_commands_never_raise(tmp_path: Path) -> Non
     assert outcome.ran and outcome.returncode == 3
     assert (
         outcome.problem
-        == "the notify command `echo 'smtp: refused' >&2; exit 3` failed (exit 3: smtp: refused)"
+        == "the notify command `echo 'smtp: refused' >&2; exit 3` failed (exit 3: smtp: refused); "
+        "it will be tried again after 1h"
     )
     started = time.monotonic()
     hanging = Notifier(CommandSpec(("sleep 30",), shell=True), DAY, data, timeout=0.5)
@@ -166,6 +167,53 @@ def test_failing_hanging_and_missing_commands_never_raise(tmp_path: Path) -> Non
     )
     unconfigured = Notifier(None, DAY, data).notify(event())
     assert unconfigured == Outcome(ran=False, skipped="no [notify] command in config.toml")
+
+
+def test_a_failed_notification_is_tried_again_sooner(tmp_path: Path, log: Path) -> None:
+    """A command that failed told nobody: the event comes again after an hour (or `every`, if
+    shorter), not after `every`; once one succeeds, `every` holds again."""
+    clock = Clock()
+    broken = tmp_path / "broken"
+    broken.touch()
+    command = CommandSpec(
+        (f"test -e {broken} && {{ echo 'smtp: refused' >&2; exit 3; }}; echo sent >> {log}",),
+        shell=True,
+    )
+    notifier = Notifier(command, DAY, str(tmp_path / "data"), clock=clock)
+    failed = notifier.notify(event())
+    assert failed.returncode == 3 and failed.problem is not None
+    assert failed.problem.endswith("(exit 3: smtp: refused); it will be tried again after 1h")
+    clock.now += 3599
+    assert notifier.notify(event()).skipped == "raised already within [notify] every"
+    assert notifier.notify(event("lapses-soon")).ran is True  # (and failed: its own record)
+    broken.unlink()  # the outage is over
+    clock.now += 1
+    assert notifier.notify(event()) == Outcome(ran=True, returncode=0)
+    clock.now += 3600
+    assert notifier.notify(event()).skipped == "raised already within [notify] every"
+    assert log.read_text() == "sent\n"
+    # a shorter `every` stays the limit; a command that cannot run at all counts as failed
+    short = Notifier(CommandSpec((str(tmp_path / "nope"),)), 600, str(tmp_path / "s"), clock=clock)
+    outcome = short.notify(event())
+    assert outcome.problem is not None and outcome.problem.endswith("tried again after 10m")
+    clock.now += 599
+    assert not short.notify(event()).ran and short.notify(event()).problem is None
+    clock.now += 1
+    assert short.notify(event()).problem is not None  # ran (and failed) again
+
+
+def test_a_failure_marks_only_its_own_claim(tmp_path: Path, recorder: CommandSpec) -> None:
+    """The token recovered (`forget`) or another process claimed the event again while the
+    command ran: the failure changes nothing of that."""
+    clock = Clock()
+    data = tmp_path / "data"
+    notifier = Notifier(recorder, DAY, str(data), clock=clock)
+    notifier._mark_failed(event(), clock.now)  # forgotten meanwhile: nothing is recorded
+    assert not (data / "notify-state.json").exists()
+    assert notifier.notify(event()).ran
+    notifier._mark_failed(event(), clock.now - 5)  # another claim's time: not ours
+    state = json.loads((data / "notify-state.json").read_text())
+    assert state["sent"][TOKEN_ID]["reauthorization-needed"] == {"at": clock.now}
 
 
 def test_a_command_that_backgrounds_a_child_returns_at_once(tmp_path: Path, log: Path) -> None:

@@ -247,6 +247,7 @@ def test_a_failing_notify_command_never_changes_the_exit_code(auth_server: Any) 
     assert result.returncode == 4 and result.stdout == ""
     lines = result.stderr.splitlines()
     assert "notification not sent" in lines[0] and "no route to the mail server" in lines[0]
+    assert lines[0].endswith("; it will be tried again after 1h")
     assert lines[1].startswith("oauthtok: error: the provider rejected the renewal")
     quiet = run_oauthtok("status", "--quiet")
     assert quiet.returncode == 4 and quiet.stdout == ""  # the warning: only when raised again

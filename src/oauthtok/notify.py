@@ -13,10 +13,13 @@ Every other OAUTHTOK_* variable of oauthtok's own environment (OAUTHTOK_CLIENT_S
 them) is removed. Values are one line of printable text (control characters become spaces).
 
 Each (token, event) is raised at most once within `[notify] every`; a `device-code` event for a
-new code is always raised. The state is a 0600 JSON file in the data folder, changed atomically
-under a lock. The command runs with a deadline, no stdin, and its output captured (it never
-reaches oauthtok's stdout). Nothing here raises: a failing command gives an `Outcome` with a
-`problem` line that the caller may print as a warning; oauthtok's exit code stays its own.
+new code is always raised. A command that could not run, failed or timed out told nobody: the
+same event is raised again after `RETRY_FAILED` (or `every`, if shorter), not a day later.
+
+The state is a 0600 JSON file in the data folder, changed atomically under a lock. The command
+runs with a deadline, no stdin, and its output captured (it never reaches oauthtok's stdout).
+Nothing here raises: a failing command gives an `Outcome` with a `problem` line that the caller
+may print as a warning; oauthtok's exit code stays its own.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from oauthtok.config import CommandSpec
@@ -42,6 +45,10 @@ LOCK_TIMEOUT = 10.0
 MAX_VALUE = 1000
 #: how much of the command's output is kept (for the warning line)
 OUTPUT_CAP = 16 * 1024
+#: after a notification that failed, how soon the same event may be raised again (at most
+#: `every`): soon enough that a passing outage still tells the user the same day, seldom
+#: enough that a broken command does not run (and wait its timeout) at every `token` call
+RETRY_FAILED = 3600
 
 
 def clean(value: str | None, limit: int = MAX_VALUE) -> str:
@@ -167,7 +174,9 @@ class Notifier:
             for token_id in list(sent):
                 for kind in list(sent[token_id]):
                     at = sent[token_id][kind].get("at")
-                    if not isinstance(at, int | float) or now - at >= self.every:
+                    if not isinstance(at, int | float) or now - at >= self._window(
+                        sent[token_id][kind]
+                    ):
                         del sent[token_id][kind]
                 if not sent[token_id]:
                     del sent[token_id]
@@ -180,6 +189,20 @@ class Notifier:
             sent.setdefault(event.token_id, {})[event.kind] = record
             self._write_state(sent)
             return True
+
+    def _window(self, record: Mapping[str, Any]) -> float:
+        """How long a sent event holds back the next one: `every`, shorter after a failure."""
+        return min(self.every, RETRY_FAILED) if record.get("failed") is True else self.every
+
+    def _mark_failed(self, event: Event, at: float) -> None:
+        """The claim made at `at` told nobody: let the event be raised again sooner."""
+        with contextlib.suppress(Exception), self._locked():
+            sent = self._read_state()
+            record = sent.get(event.token_id, {}).get(event.kind)
+            if record is None or record.get("at") != at:
+                return  # forgotten (the token recovered) or claimed again meanwhile
+            record["failed"] = True
+            self._write_state(sent)
 
     def forget(self, token_id: str, kinds: Iterable[str] | None = None) -> None:
         """Drop what was sent for a token (it recovered, or was deleted): its next problem is
@@ -202,8 +225,9 @@ class Notifier:
         """Run the command for `event` unless it ran for this token and event within `every`."""
         if self.command is None:
             return Outcome(ran=False, skipped="no [notify] command in config.toml")
+        now = self.clock()
         try:
-            claimed = self._claim(event, self.clock())
+            claimed = self._claim(event, now)
         except Exception as exc:
             return Outcome(
                 ran=False,
@@ -212,7 +236,16 @@ class Notifier:
             )
         if not claimed:
             return Outcome(ran=False, skipped="raised already within [notify] every")
-        return self._run(event)
+        outcome = self._run(event)
+        if outcome.problem is not None:
+            from oauthtok.durations import format_duration
+
+            self._mark_failed(event, now)
+            again = format_duration(self._window({"failed": True}))
+            outcome = replace(
+                outcome, problem=f"{outcome.problem}; it will be tried again after {again}"
+            )
+        return outcome
 
     def _run(self, event: Event) -> Outcome:
         from oauthtok.children import child_env, last_line, run_bounded

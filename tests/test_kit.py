@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner, Result
 
 from oauthtok.cli.app import app
+from oauthtok.errors import UsageError
 from oauthtok.store import TokenStore
 from tests.certs import make_client_certificate
 from tests.helpers import (
@@ -401,8 +403,53 @@ def test_reauthorize_replaces_the_certificate(auth_server: Any, tmp_path: Path) 
     # the server now knows only the new (EC) key: a refresh proves the new key signs
     assert cli("refresh", "app", "--force").exit_code == 0, "signed with the new key"
     assert "BEGIN PRIVATE KEY" in stored_secret("app")["client_certificate"]
-    secret = cli("reauthorize", "app", "--client-secret-stdin", input="x\n")
-    assert secret.exit_code == 2 and "authenticates with a certificate" in secret.stderr
+
+
+def test_reauthorize_moves_from_a_certificate_back_to_a_secret(
+    auth_server: Any, tmp_path: Path
+) -> None:
+    """The way back, with a secret given on purpose (stdin): the key leaves the secret store,
+    the certificate's expiry is forgotten, the client sends the secret as its service says."""
+    pem = tmp_path / "app.pem"
+    cert = make_client_certificate(pem, days=100)
+    seeded = create_with_certificate(auth_server, pem, cert, in_process=True)
+    assert seeded.returncode == 0, seeded.stderr
+    # a secret lying in the environment changes nothing
+    kept = cli("reauthorize", "app", env={"OAUTHTOK_CLIENT_SECRET": "stray"})
+    assert kept.exit_code == 0, kept.stderr
+    assert "now authenticates" not in kept.stderr
+    assert shown("app")["token_auth"] == "private_key_jwt"
+    notify = cli("reauthorize", "app", "--flow", "device", "--notify", "--client-secret-stdin",
+                 input="new-secret\n")  # fmt: skip
+    assert notify.exit_code == 2 and "--client-secret-stdin" in notify.stderr
+    client = auth_server.clients["client-app"]
+    client.auth_method, client.client_secret = "client_secret_basic", "new-secret"  # at the app
+    moved = cli("reauthorize", "app", "--client-secret-stdin", input="new-secret\n")
+    assert moved.exit_code == 0, moved.stderr
+    assert "now authenticates with its secret (client_secret_basic); the certificate and key" in (
+        moved.stderr
+    )
+    data = shown("app")
+    assert data["token_auth"] == "client_secret_basic" and data["secret_expires_at"] is None
+    secret = stored_secret("app")
+    assert secret["client_secret"] == "new-secret" and "client_certificate" not in secret
+    count = len(auth_server.knobs.client_assertions)
+    assert cli("refresh", "app", "--force").exit_code == 0, "the secret authenticates"
+    assert len(auth_server.knobs.client_assertions) == count  # and no assertion is signed
+
+
+def test_a_service_that_takes_only_certificates_refuses_a_secret() -> None:
+    from oauthtok.catalog import load_catalog
+    from oauthtok.kinds import TokenAuth
+    from oauthtok.manager import _secret_method
+
+    ms = load_catalog()["microsoft"]
+    record = make_record(service="microsoft", token_auth=TokenAuth.PRIVATE_KEY_JWT)
+    assert _secret_method(record, ms) == ms.token_auth == TokenAuth.CLIENT_SECRET_POST
+    assert _secret_method(record, None) == TokenAuth.CLIENT_SECRET_BASIC
+    strict = replace(ms, token_auth=TokenAuth.PRIVATE_KEY_JWT)
+    with pytest.raises(UsageError, match="takes a certificate, not a secret"):
+        _secret_method(record, strict)
 
 
 def test_reauthorize_moves_from_a_secret_to_a_certificate(auth_server: Any, tmp_path: Path) -> None:
@@ -415,6 +462,9 @@ def test_reauthorize_moves_from_a_secret_to_a_certificate(auth_server: Any, tmp_
     moved = cli("reauthorize", "work-mail", "--client-certificate", str(pem),
                 env={"OAUTHTOK_CLIENT_SECRET": SECRET})  # fmt: skip
     assert moved.exit_code == 0, moved.stderr
+    assert "now authenticates with its certificate (private_key_jwt); the secret left" in (
+        moved.stderr
+    )
     data = shown("work-mail")
     assert data["token_auth"] == "private_key_jwt"
     assert data["secret_expires_at"] == int(cert.not_valid_after_utc.timestamp())

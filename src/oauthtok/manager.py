@@ -285,6 +285,17 @@ def client_auth(record: TokenRecord, tokens: TokenSet) -> oauth.ClientAuth:
     return oauth.ClientAuth(record.client_id, tokens.client_secret, record.token_auth, certificate)
 
 
+def _secret_method(record: TokenRecord, service: Service | None) -> TokenAuth:
+    """How a client that used a certificate sends a secret instead: as its catalog entry says,
+    else HTTP Basic (which RFC 6749 §2.3.1 has every server support)."""
+    if service is None or service.token_auth == TokenAuth.NONE:
+        return TokenAuth.CLIENT_SECRET_BASIC
+    if service.token_auth == TokenAuth.PRIVATE_KEY_JWT:
+        raise UsageError(f"service {record.service!r} takes a certificate, not a secret: give "
+                         "--client-certificate FILE")  # fmt: skip
+    return service.token_auth
+
+
 def stored_certificate(record: TokenRecord, tokens: TokenSet) -> ClientCertificate | None:
     """The key and certificate kept with a token's secrets, if any."""
     if not tokens.client_certificate:
@@ -429,7 +440,12 @@ class TokenManager:
         the client's credential (and switches it to private_key_jwt); `secret_expires_at`
         records when the credential expires (a new certificate's notAfter by default)."""
         record = self.store.get(name)
-        method = TokenAuth.PRIVATE_KEY_JWT if certificate is not None else record.token_auth
+        service = _catalog_service(record.service)
+        method = record.token_auth
+        if certificate is not None:
+            method = TokenAuth.PRIVATE_KEY_JWT
+        elif method == TokenAuth.PRIVATE_KEY_JWT and client_secret is not None:
+            method = _secret_method(record, service)  # from the certificate back to a secret
         if method == TokenAuth.PRIVATE_KEY_JWT:
             if client_secret is not None:
                 raise UsageError(f"{record.name!r} authenticates with a certificate, not a "
@@ -445,7 +461,6 @@ class TokenManager:
         asked = record.scopes if new_scopes is None else new_scopes
         if not asked:
             raise UsageError("no scopes left to ask for")
-        service = _catalog_service(record.service)
         if service is not None:
             from oauthtok.catalog import endpoint_notice
 
@@ -464,6 +479,7 @@ class TokenManager:
                 client, record, grant, secret, asked, service, chosen, method=method,
                 certificate=certificate,
                 secret_expires_at=credential_expiry(new_certificate, secret_expires_at),
+                credential_replaced=method != record.token_auth,
             )  # fmt: skip
 
     def client_secret_for(self, record: TokenRecord, given: str | None) -> str | None:
@@ -496,10 +512,12 @@ class TokenManager:
         method: TokenAuth | None = None,
         certificate: ClientCertificate | None = None,
         secret_expires_at: int | None = None,
+        credential_replaced: bool = False,
     ) -> TokenRecord:
         """Store the tokens of a new consent for an existing token (reauthorize, in the
         foreground or by the background device wait). `method` and `certificate` change the
-        client's credential; `secret_expires_at` records when it expires."""
+        client's credential; `secret_expires_at` records when it expires (None: as before,
+        unless the `credential_replaced` one's expiry no longer applies)."""
         tokens = grant.tokens
         if tokens.client_secret is None and secret is not None:
             tokens = tokens.evolve(client_secret=secret)
@@ -527,7 +545,7 @@ class TokenManager:
             expiry_note=grant.expiry_note,
             token_auth=method,
             secret_expires_at=record.secret_expires_at
-            if secret_expires_at is None
+            if secret_expires_at is None and not credential_replaced
             else secret_expires_at,
             **grants.after_grant(grant, now),  # needs_reauth=False, no last error
         )

@@ -509,20 +509,22 @@ def reauthorize_command(
     if certificate is not None and client_secret_stdin:
         raise UsageError("--client-certificate replaces the client secret: drop "
                          "--client-secret-stdin")  # fmt: skip
-    with_key = certificate is not None or record.token_auth == TokenAuth.PRIVATE_KEY_JWT
-    if with_key and client_secret_stdin:
-        raise UsageError(f"{record.name!r} authenticates with a certificate, not a secret: "
-                         "give --client-certificate FILE to replace it")  # fmt: skip
+    # a certificate's token moves to a secret only when one is given on purpose (stdin), not
+    # because OAUTHTOK_CLIENT_SECRET happens to be set
+    to_secret = record.token_auth == TokenAuth.PRIVATE_KEY_JWT and client_secret_stdin
+    with_key = certificate is not None or (
+        record.token_auth == TokenAuth.PRIVATE_KEY_JWT and not to_secret
+    )
     secret = read_client_secret(client_secret_stdin)
     if with_key:
         secret = None  # a secret in OAUTHTOK_CLIENT_SECRET is not used (and not passed on)
     if notify:
         if (flow or record.flow) != Flow.DEVICE:
             raise UsageError("--notify works with --flow device (a code approved elsewhere)")
-        if certificate is not None or expires is not None:
+        if certificate is not None or expires is not None or to_secret:
             raise UsageError(
                 "--notify keeps the client's credential: change it (--client-certificate, "
-                "--secret-expires) in a reauthorize at a terminal"
+                "--client-secret-stdin, --secret-expires) in a reauthorize at a terminal"
             )
         reauthorize_in_background(manager, record.name, secret, new_scopes)
         return
@@ -536,6 +538,17 @@ def reauthorize_command(
         f"the stored tokens of {record.name!r} are unchanged",
     )  # fmt: skip
     say(f"Reauthorized {outcome.name!r} ({describe_validity(outcome)}).")
+    if outcome.token_auth != record.token_auth:
+        now_with, old = (
+            ("its certificate", "the secret left the secret store (remove it")
+            if certificate is not None
+            else ("its secret", "the certificate and key left the secret store (remove the "
+                  "certificate")
+        )  # fmt: skip
+        say(
+            f"The client now authenticates with {now_with} ({outcome.token_auth}); {old} from "
+            "the app registration too)."
+        )
     if (
         record.account
         and outcome.account

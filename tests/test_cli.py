@@ -142,6 +142,21 @@ def create_args(*extra: str) -> list[str]:
     return ["create", "n", "--service", "microsoft", "--client-id", "cid", *extra]
 
 
+def test_scope_numbers_belong_to_the_prompt(store: TokenStore) -> None:
+    """`--scopes "1 3"` would ask for scopes named 1 and 3: refused, before any sign-in."""
+    store.add(make_record("Work"), make_secrets())
+    for args in (["--add-scope", "2"], ["--scopes", "1 3"]):
+        result = runner.invoke(app, ["reauthorize", "work", *args])
+        assert result.exit_code == 2, result.stderr
+        assert "is a number, not a scope" in result.stderr and "show-help microsoft" in (
+            result.stderr
+        )
+    assert store.get("work").scopes == make_record().scopes
+    from oauthtok.scopes import number_problem
+
+    assert number_problem(None, ("3",)) is None  # a service without a catalog entry: any name
+
+
 def test_create_refuses_taken_name_before_asking(store: TokenStore) -> None:
     store.add(make_record("Work"), make_secrets())
     result = runner.invoke(app, ["create", "work", "--service", "microsoft"])
@@ -187,6 +202,7 @@ def test_no_secret_without_a_terminal_is_2(store: TokenStore) -> None:
         ([*create_args("--public", "--param", "realm=x")], "no parameter 'realm'"),
         ([*create_args("--public", "--client-secret-stdin")], "do not go together"),
         (["create", "n", "--service", "microsoft"], "missing client id"),
+        ([*create_args("--public", "--scopes", "offline_access 3")], "'3' is a number, not a"),
     ],
 )
 def test_create_usage_errors(store: TokenStore, args: list[str], message: str) -> None:

@@ -225,8 +225,8 @@ def _issuer(service: Service, params: dict[str, str]) -> str | None:
         return None
 
 
-def _catalog_service(name: str) -> Service | None:
-    """The catalog entry a stored token came from, for wording only (never required)."""
+def catalog_service(name: str) -> Service | None:
+    """The catalog entry a stored token came from, for wording and advice (never required)."""
     try:
         from oauthtok.catalog import load_catalog
 
@@ -440,7 +440,7 @@ class TokenManager:
         the client's credential (and switches it to private_key_jwt); `secret_expires_at`
         records when the credential expires (a new certificate's notAfter by default)."""
         record = self.store.get(name)
-        service = _catalog_service(record.service)
+        service = catalog_service(record.service)
         method = record.token_auth
         if certificate is not None:
             method = TokenAuth.PRIVATE_KEY_JWT
@@ -676,7 +676,7 @@ class TokenManager:
                 with self._http_client() as client:
                     grant = self._renew(client, record, tokens, auth)
             except oauth.OAuthError as exc:
-                error = renewal_failure(exc, record, _catalog_service(record.service))
+                error = renewal_failure(exc, record, catalog_service(record.service))
                 permanent = isinstance(error, ReauthorizationRequired)
                 self._note_failure(record, exc, permanent=permanent)
                 raise error from None

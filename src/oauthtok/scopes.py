@@ -53,6 +53,20 @@ def advise(service: Service, scopes: Sequence[str], *, app_only: bool = False) -
     return ScopeAdvice(unknown, missing)
 
 
+def number_problem(service: Service | None, scopes: Iterable[str]) -> str | None:
+    """A number where a scope name belongs (`--scopes "1 3"`): the numbers are the prompt's
+    (the catalog's order may change), so a command line must name the scopes."""
+    if service is None or not service.scopes:
+        return None
+    for scope in scopes:
+        if scope.isdigit() and scope not in service.scopes:
+            return (
+                f"{scope!r} is a number, not a scope: name the scopes (numbers work only when "
+                f"oauthtok asks); `oauthtok show-help {service.name}` lists them"
+            )
+    return None
+
+
 def split_scopes(text: str) -> tuple[str, ...]:
     """Scopes typed by a person: separated by spaces or commas, duplicates dropped."""
     return tuple(dict.fromkeys(s for s in text.replace(",", " ").split() if s))

@@ -243,10 +243,13 @@ def choose_scopes(service: Service) -> tuple[str, ...]:
 
 def advise_scopes(service: Service, chosen: tuple[str, ...], app_only: bool) -> tuple[str, ...]:
     """Warn about scopes not in the catalog; offer the refresh scope when it is missing."""
-    from oauthtok.scopes import advise
+    from oauthtok.scopes import advise, number_problem
 
     if not chosen:
         raise UsageError(f"no scopes given; `oauthtok show-help {service.name}` lists them")
+    problem = number_problem(service, chosen)
+    if problem:
+        raise UsageError(problem)
     advice = advise(service, chosen, app_only=app_only)
     for scope, near in advice.unknown:
         hint = f" (closest: {near})" if near else ""
@@ -492,8 +495,8 @@ def reauthorize_command(
     finishes in the background (a denial or an expired code notifies reauthorization-needed
     again).
     """
-    from oauthtok.manager import TokenManager, browser_available
-    from oauthtok.scopes import split_scopes
+    from oauthtok.manager import TokenManager, browser_available, catalog_service
+    from oauthtok.scopes import number_problem, split_scopes
 
     manager = TokenManager()
     record = manager.store.get(name)
@@ -505,6 +508,9 @@ def reauthorize_command(
         if unknown:
             raise UsageError(f"{record.name!r} does not ask for {unknown[0]!r}")
         new_scopes = tuple(dict.fromkeys(s for s in (*base, *(add_scope or ())) if s not in drop))
+        problem = number_problem(catalog_service(record.service), new_scopes)
+        if problem:
+            raise UsageError(problem)
     certificate, expires = read_credential_options(client_certificate, secret_expires)
     if certificate is not None and client_secret_stdin:
         raise UsageError("--client-certificate replaces the client secret: drop "

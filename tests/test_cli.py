@@ -152,6 +152,14 @@ def test_scope_numbers_belong_to_the_prompt(store: TokenStore) -> None:
             result.stderr
         )
     assert store.get("work").scopes == make_record().scopes
+    # only what is typed: a token with a scope stored as "1" (before this check existed) can
+    # still be given another scope (and "1" removed)
+    store.add(make_record("old", scopes=("offline_access", "1")), make_secrets())
+    for change in (["--add-scope", "Mail.Send"], ["--remove-scope", "1"]):
+        other = runner.invoke(
+            app, ["reauthorize", "old", *change, "--client-certificate", "/nonexistent"]
+        )
+        assert other.exit_code == 2 and "cannot read the client certificate" in other.stderr
     from oauthtok.scopes import number_problem
 
     assert number_problem(None, ("3",)) is None  # a service without a catalog entry: any name

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import create_in_process, run_oauthtok
+from tests.helpers import create_in_process, run_in_process, run_oauthtok
 
 pytestmark = pytest.mark.usefixtures("keyring_env", "test_catalog", "browser")
 
@@ -149,6 +149,33 @@ def test_the_waiter_holds_no_secret_and_an_expired_code_is_notified(
     assert "the code expired before it was approved" in again["OAUTHTOK_REASON"]
     assert record()["needs_reauth"] and record()["obtained_at"] == before["obtained_at"]
     assert run_oauthtok("token", "srv").returncode == 4
+
+
+def test_a_code_approved_after_a_renewal_at_a_terminal_is_not_kept(
+    auth_server: Any, tmp_path: Path, log: Path
+) -> None:
+    """A reauthorize at a terminal while the phone's code is pending wins: the code approved
+    later does not overwrite it (its grant is revoked, nobody is told anything)."""
+    import urllib.request
+
+    notify_script(tmp_path, log, approve=False)
+    needing_reauthorization(auth_server)
+    result = run_oauthtok("reauthorize", "srv", "--flow", "device", "--notify")
+    assert result.returncode == 0, result.stderr
+    pid = pid_of(result.stderr)
+    (device,) = auth_server.devices.values()
+    at_terminal = run_in_process("reauthorize", "srv", "--flow", "browser")
+    assert at_terminal.returncode == 0, at_terminal.stderr
+    renewed = record()
+    revoked = len(auth_server.knobs.revoked)
+    page = f"{auth_server.base_url}/device?user_code={device['user_code']}"
+    urllib.request.urlopen(page, timeout=10).close()  # the phone, late
+    until(lambda: not Path(f"/proc/{pid}").exists(), "end of the background wait")
+    assert record() == renewed
+    assert len(auth_server.knobs.revoked) > revoked  # the late grant, revoked
+    assert [e["OAUTHTOK_EVENT"] for e in events(log)] == ["reauthorization-needed", "device-code"]
+    token = run_oauthtok("token", "srv")
+    assert token.returncode == 0 and token.stdout.startswith("at-")
 
 
 def test_notify_needs_the_device_flow_and_a_notify_command(

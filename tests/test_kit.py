@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from functools import partial
@@ -426,9 +427,8 @@ def test_reauthorize_moves_from_a_certificate_back_to_a_secret(
     client.auth_method, client.client_secret = "client_secret_basic", "new-secret"  # at the app
     moved = cli("reauthorize", "app", "--client-secret-stdin", input="new-secret\n")
     assert moved.exit_code == 0, moved.stderr
-    assert "now authenticates with its secret (client_secret_basic); the certificate and key" in (
-        moved.stderr
-    )
+    assert "now authenticates with its secret (client_secret_basic)." in moved.stderr
+    assert "Its certificate and key left the secret store: remove the certificate" in moved.stderr
     data = shown("app")
     assert data["token_auth"] == "client_secret_basic" and data["secret_expires_at"] is None
     secret = stored_secret("app")
@@ -436,6 +436,96 @@ def test_reauthorize_moves_from_a_certificate_back_to_a_secret(
     count = len(auth_server.knobs.client_assertions)
     assert cli("refresh", "app", "--force").exit_code == 0, "the secret authenticates"
     assert len(auth_server.knobs.client_assertions) == count  # and no assertion is signed
+
+
+def test_a_public_client_moves_to_a_certificate(auth_server: Any, tmp_path: Path) -> None:
+    seed(auth_server, public=True)
+    pem = tmp_path / "app.pem"
+    cert = make_client_certificate(pem)
+    client = auth_server.clients["client-work-mail"]
+    client.auth_method, client.public_key_pem = "private_key_jwt", public_pem(cert)
+    moved = cli("reauthorize", "work-mail", "--client-certificate", str(pem))
+    assert moved.exit_code == 0, moved.stderr
+    assert "now authenticates with its certificate (private_key_jwt)." in moved.stderr
+    assert "left the secret store" not in moved.stderr  # it had no secret
+    assert shown("work-mail")["token_auth"] == "private_key_jwt"
+
+
+def test_a_switch_whose_metadata_is_not_written_keeps_the_old_credential(
+    auth_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Secrets first, then metadata: the secrets hold both credentials until the metadata
+    names the new one, so a token whose metadata write failed still works as it says; its next
+    refresh drops the credential it does not use."""
+    from oauthtok.errors import StoreError
+
+    pem = tmp_path / "app.pem"
+    cert = make_client_certificate(pem)
+    assert create_with_certificate(auth_server, pem, cert, in_process=True).returncode == 0
+    write_record = TokenStore._write_record
+
+    def full_disk(self: TokenStore, record: Any) -> None:
+        raise StoreError("cannot write the record: No space left on device")
+
+    monkeypatch.setattr(TokenStore, "_write_record", full_disk)
+    client = auth_server.clients["client-app"]
+    # the app registration takes both (as Entra ID does); the test server one method at a time
+    client.auth_method, client.client_secret = "client_secret_basic", "new-secret"
+    cut = cli("reauthorize", "app", "--client-secret-stdin", input="new-secret\n")
+    assert cut.exit_code == 8, cut.stderr
+    assert "were saved, but its metadata was not" in cut.stderr
+    assert "keeps using its previous client credential" in cut.stderr
+    monkeypatch.setattr(TokenStore, "_write_record", write_record)
+    assert shown("app")["token_auth"] == "private_key_jwt"
+    both = stored_secret("app")
+    assert both["client_secret"] == "new-secret" and "PRIVATE KEY" in both["client_certificate"]
+    assert auth_server.knobs.revoked == []  # the new grant is the stored one: kept
+    client.auth_method = "private_key_jwt"
+    assert cli("refresh", "app", "--force").exit_code == 0, "still with its certificate"
+    healed = stored_secret("app")
+    assert "client_secret" not in healed and "PRIVATE KEY" in healed["client_certificate"]
+
+
+def test_a_new_secret_drops_the_old_ones_expiry(auth_server: Any) -> None:
+    seed(auth_server, extra=("--secret-expires", "2099-01-01"))
+    same = cli("reauthorize", "work-mail", "--client-secret-stdin", input=SECRET + "\n")
+    assert same.exit_code == 0 and shown("work-mail")["secret_expires_at"] == 4070908800
+    auth_server.clients["client-work-mail"].client_secret = "rotated"
+    rotated = cli("reauthorize", "work-mail", "--client-secret-stdin", input="rotated\n")
+    assert rotated.exit_code == 0, rotated.stderr
+    assert "expiry is not known" in rotated.stderr and "--secret-expires" in rotated.stderr
+    assert shown("work-mail")["secret_expires_at"] is None
+
+
+def test_a_reauthorize_saves_after_a_refresh_that_is_writing(
+    auth_server: Any, tmp_path: Path
+) -> None:
+    """Its save waits for the token's refresh lock and starts from the record as it is then:
+    a refresh that read the old credential cannot write it back afterwards."""
+    seed(auth_server)
+    store = TokenStore()
+    record = store.get("work-mail")
+    taken, release = threading.Event(), threading.Event()
+
+    def refresh_in_progress() -> None:
+        with store.token_lock(record):
+            taken.set()
+            release.wait(20)
+
+    holder = threading.Thread(target=refresh_in_progress)
+    holder.start()
+    assert taken.wait(10)
+    released_at: list[float] = []
+    timer = threading.Timer(1.0, lambda: (released_at.append(time.time()), release.set()))
+    timer.start()
+    try:
+        again = cli("reauthorize", "work-mail")
+    finally:
+        release.set()
+        holder.join()
+        timer.cancel()
+    assert again.exit_code == 0, again.stderr
+    assert released_at and shown("work-mail")["obtained_at"] >= released_at[0]
 
 
 def test_a_service_that_takes_only_certificates_refuses_a_secret() -> None:
@@ -462,9 +552,8 @@ def test_reauthorize_moves_from_a_secret_to_a_certificate(auth_server: Any, tmp_
     moved = cli("reauthorize", "work-mail", "--client-certificate", str(pem),
                 env={"OAUTHTOK_CLIENT_SECRET": SECRET})  # fmt: skip
     assert moved.exit_code == 0, moved.stderr
-    assert "now authenticates with its certificate (private_key_jwt); the secret left" in (
-        moved.stderr
-    )
+    assert "now authenticates with its certificate (private_key_jwt)." in moved.stderr
+    assert "Its secret left the secret store: remove it from the app registration" in moved.stderr
     data = shown("work-mail")
     assert data["token_auth"] == "private_key_jwt"
     assert data["secret_expires_at"] == int(cert.not_valid_after_utc.timestamp())

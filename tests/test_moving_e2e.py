@@ -185,13 +185,16 @@ def test_an_imported_client_certificate_is_checked(
     exported = run_in_process("export", "gmail", "--to", recipient, "-o", str(sealed))
     assert exported.returncode == 0, exported.stderr
     payload = transfer.unseal(sealed.read_bytes(), str(identity_file))
-    make_client_certificate(tmp_path / "c.pem")
+    cert = make_client_certificate(tmp_path / "c.pem")
     before = keyring_items()
 
     def with_certificate(pem: bytes) -> Path:
         secrets = {**payload["secrets"], "client_certificate": pem.decode()}
+        record = {**payload["record"], "secret_expires_at": 1}  # the sender's word
         path = tmp_path / "with-certificate.age"
-        path.write_bytes(transfer.seal({**payload, "secrets": secrets}, recipient))
+        path.write_bytes(
+            transfer.seal({**payload, "record": record, "secrets": secrets}, recipient)
+        )
         return path
 
     bad = with_certificate(inconsistent_rsa_pem(tmp_path / "c.pem"))
@@ -203,3 +206,4 @@ def test_an_imported_client_certificate_is_checked(
     imported = run_in_process("import", str(good), "--identity", str(identity_file))
     assert imported.returncode == 0, imported.stderr
     assert [r["name"] for r in listed()] == ["gmail"]
+    assert shown("gmail")["secret_expires_at"] == int(cert.not_valid_after_utc.timestamp())

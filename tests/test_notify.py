@@ -202,6 +202,16 @@ def test_a_failed_notification_is_tried_again_sooner(tmp_path: Path, log: Path) 
     assert short.notify(event()).problem is not None  # ran (and failed) again
 
 
+def test_the_retry_is_promised_only_when_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    command = CommandSpec(("exit 3",), shell=True)
+    notifier = Notifier(command, DAY, str(tmp_path / "data"), clock=Clock())
+    monkeypatch.setattr(Notifier, "_mark_failed", lambda self, event, at: False)
+    outcome = notifier.notify(event())
+    assert outcome.problem == "the notify command `exit 3` failed (exit 3)"
+
+
 def test_a_failure_marks_only_its_own_claim(tmp_path: Path, recorder: CommandSpec) -> None:
     """The token recovered (`forget`) or another process claimed the event again while the
     command ran: the failure changes nothing of that."""

@@ -193,7 +193,7 @@ def _poll(
 def wait(raw: bytes, manager: TokenManager | None = None) -> int:
     """The detached process: poll, then store the tokens or raise reauthorization-needed.
     Its exit code is for nobody; what happened is in the store or in a notification."""
-    from oauthtok.manager import TokenManager
+    from oauthtok.manager import ConsentSuperseded, TokenManager
 
     data = _read_payload(raw)
     manager = manager or TokenManager()
@@ -210,8 +210,11 @@ def wait(raw: bytes, manager: TokenManager | None = None) -> int:
         with manager.http_client() as client:
             grant = _poll(client, record, auth, device, float(data["expires_at"]))
             saved = manager.save_consent(
-                client, record, grant, secret, asked, _service_of(record), Flow.DEVICE
-            )
+                client, record, grant, secret, asked, _service_of(record), Flow.DEVICE, auth,
+                renewed_after=started_at,
+            )  # fmt: skip
+    except ConsentSuperseded:
+        return 0  # renewed meanwhile (another code, a reauthorize at a terminal): kept as is
     except oauth.DeviceCodeExpired:
         return _failed(manager, record, started_at, "the code expired before it was approved")
     except oauth.OAuthError as exc:

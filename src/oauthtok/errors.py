@@ -69,6 +69,11 @@ class StoreError(OauthtokError):
     exit_code = 8
 
 
+class MetadataNotSaved(StoreError):
+    """New tokens were saved in the secret store, but the token's metadata was not: the new
+    grant is kept (and must not be revoked)."""
+
+
 class AttentionSoon(OauthtokError):
     """Nothing is broken yet, but a grant lapses or a client credential expires soon."""
 

@@ -27,6 +27,7 @@ from oauthtok import collector, contract, grants, oauth, scopes
 from oauthtok.account import account_of, from_id_token
 from oauthtok.errors import (
     AuthorizationFailed,
+    MetadataNotSaved,
     OauthtokError,
     ProviderError,
     ReauthorizationRequired,
@@ -285,6 +286,11 @@ def client_auth(record: TokenRecord, tokens: TokenSet) -> oauth.ClientAuth:
     return oauth.ClientAuth(record.client_id, tokens.client_secret, record.token_auth, certificate)
 
 
+class ConsentSuperseded(OauthtokError):
+    """The token was renewed (or given another credential) while a background consent was
+    pending: that consent is not stored (and its grant was revoked)."""
+
+
 def _secret_method(record: TokenRecord, service: Service | None) -> TokenAuth:
     """How a client that used a certificate sends a secret instead: as its catalog entry says,
     else HTTP Basic (which RFC 6749 §2.3.1 has every server support)."""
@@ -438,7 +444,8 @@ class TokenManager:
         """Consent again with the stored service and client (and the stored scopes, or
         `new_scopes`); the old tokens are replaced only on success. A `certificate` replaces
         the client's credential (and switches it to private_key_jwt); `secret_expires_at`
-        records when the credential expires (a new certificate's notAfter by default)."""
+        records when the credential expires (a new certificate's notAfter by default; for
+        another secret, unknown unless given)."""
         record = self.store.get(name)
         service = catalog_service(record.service)
         method = record.token_auth
@@ -458,6 +465,11 @@ class TokenManager:
         else:
             secret = self.client_secret_for(record, client_secret)
             new_certificate = None
+        replaced = method != record.token_auth
+        if not replaced and client_secret is not None and method != TokenAuth.PRIVATE_KEY_JWT:
+            # another secret than the stored one: the stored one's expiry is not the new one's
+            with contextlib.suppress(ReauthorizationRequired):
+                replaced = self.store.read_tokens(record).client_secret != client_secret
         asked = record.scopes if new_scopes is None else new_scopes
         if not asked:
             raise UsageError("no scopes left to ask for")
@@ -476,10 +488,10 @@ class TokenManager:
                 record.authorize_params, ui, timeout, service, record.name,
             )  # fmt: skip
             return self.save_consent(
-                client, record, grant, secret, asked, service, chosen, method=method,
+                client, record, grant, secret, asked, service, chosen, auth, method=method,
                 certificate=certificate,
                 secret_expires_at=credential_expiry(new_certificate, secret_expires_at),
-                credential_replaced=method != record.token_auth,
+                credential_replaced=replaced,
             )  # fmt: skip
 
     def client_secret_for(self, record: TokenRecord, given: str | None) -> str | None:
@@ -508,47 +520,75 @@ class TokenManager:
         asked: tuple[str, ...],
         service: Service | None,
         flow: Flow,
+        auth: oauth.ClientAuth,
         *,
         method: TokenAuth | None = None,
         certificate: ClientCertificate | None = None,
         secret_expires_at: int | None = None,
         credential_replaced: bool = False,
+        renewed_after: float | None = None,
     ) -> TokenRecord:
         """Store the tokens of a new consent for an existing token (reauthorize, in the
         foreground or by the background device wait). `method` and `certificate` change the
         client's credential; `secret_expires_at` records when it expires (None: as before,
-        unless the `credential_replaced` one's expiry no longer applies)."""
-        tokens = grant.tokens
-        if tokens.client_secret is None and secret is not None:
-            tokens = tokens.evolve(client_secret=secret)
+        unless the `credential_replaced` one's expiry no longer applies).
+
+        Written under the token's refresh lock, from its record as it is then: a refresh that
+        was writing finishes first and cannot put the old credential back afterwards. With
+        `renewed_after` (when the background wait began), a token renewed or given another
+        credential since then is left as it is (ConsentSuperseded). A new grant that is not
+        kept is revoked (`auth`: how the client authenticated the consent): nothing live is
+        left behind at the provider."""
         method = method or record.token_auth
-        if method == TokenAuth.PRIVATE_KEY_JWT:  # the key stays with the secrets
-            kept = certificate or self.stored_client_certificate(record)
-            tokens = tokens.evolve(client_certificate=kept.to_secret(), client_secret=None)
-        now = time.time()
         issuer = _issuer(service, record.params) if service else None
-        account = account_of(client, grant, asked, issuer) or record.account
-        return self.store.save_tokens(
-            record,
-            tokens,
-            scopes=asked,
-            granted_scopes=grant.scopes,
-            missing_scopes=self._missing(service, asked, grant),
-            refreshed_at=now,
-            expires_at=tokens.expires_at,
-            has_refresh_token=tokens.refresh_token is not None,
-            flow=flow,
-            account=account,
-            lapse_rules=grants.rules_snapshot(service, record.params)
-            if service is not None
-            else record.lapse_rules,
-            expiry_note=grant.expiry_note,
-            token_auth=method,
-            secret_expires_at=record.secret_expires_at
-            if secret_expires_at is None and not credential_replaced
-            else secret_expires_at,
-            **grants.after_grant(grant, now),  # needs_reauth=False, no last error
-        )
+        account = account_of(client, grant, asked, issuer)
+        try:
+            with self.store.token_lock(record):
+                current = self.store.get_by_id(record.id, record.name)
+                if renewed_after is not None and (
+                    (current.obtained_at or 0) > renewed_after
+                    or current.token_auth != record.token_auth
+                ):
+                    raise ConsentSuperseded(f"{record.name!r} was renewed meanwhile")
+                tokens = grant.tokens.evolve(client_secret=grant.tokens.client_secret or secret)
+                if method == TokenAuth.PRIVATE_KEY_JWT:  # the key stays with the secrets
+                    kept = certificate or self.stored_client_certificate(current)
+                    tokens = tokens.evolve(client_certificate=kept.to_secret(), client_secret=None)
+                interim = None
+                if method != current.token_auth:  # both until the metadata names the new one
+                    old = self.store.read_tokens(current)
+                    interim = tokens.evolve(
+                        client_secret=tokens.client_secret or old.client_secret,
+                        client_certificate=tokens.client_certificate or old.client_certificate,
+                    )
+                now = time.time()
+                return self.store.save_tokens(
+                    current,
+                    tokens,
+                    interim=interim,
+                    scopes=asked,
+                    granted_scopes=grant.scopes,
+                    missing_scopes=self._missing(service, asked, grant),
+                    refreshed_at=now,
+                    expires_at=tokens.expires_at,
+                    has_refresh_token=tokens.refresh_token is not None,
+                    flow=flow,
+                    account=account or current.account,
+                    lapse_rules=grants.rules_snapshot(service, current.params)
+                    if service is not None
+                    else current.lapse_rules,
+                    expiry_note=grant.expiry_note,
+                    token_auth=method,
+                    secret_expires_at=current.secret_expires_at
+                    if secret_expires_at is None and not credential_replaced
+                    else secret_expires_at,
+                    **grants.after_grant(grant, now),  # needs_reauth=False, no last error
+                )
+        except MetadataNotSaved:
+            raise  # the new tokens are in the secret store: the grant is kept
+        except BaseException:
+            self._revoke_quietly(client, record.endpoints, auth, grant.tokens)
+            raise
 
     def stored_client_certificate(self, record: TokenRecord) -> ClientCertificate:
         """The key and certificate kept with a private_key_jwt token's secrets."""
@@ -685,12 +725,15 @@ class TokenManager:
                 raise ProviderError(
                     f"cannot renew {record.name!r}: {exc}; retry later (nothing was changed)"
                 ) from None
+            with_key = record.token_auth == TokenAuth.PRIVATE_KEY_JWT
             new = grant.tokens.evolve(
                 # a reply without a refresh token keeps the old one (RFC 6749 §6)
                 refresh_token=grant.tokens.refresh_token or tokens.refresh_token,
-                client_secret=tokens.client_secret,
                 id_token=grant.tokens.id_token or tokens.id_token,
-                client_certificate=tokens.client_certificate,
+                # the client's credential, and not one left from a switch cut short
+                # (`save_tokens`'s interim)
+                client_secret=None if with_key else tokens.client_secret,
+                client_certificate=tokens.client_certificate if with_key else None,
             )
             now = time.time()
             record = self.store.save_tokens(

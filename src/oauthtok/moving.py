@@ -210,6 +210,7 @@ def import_token(
         where = f"the client certificate in {source}"
         checked = client_cert.parse(tokens.client_certificate, where=where)
         tokens = tokens.evolve(client_certificate=checked.to_secret())
+        record = record.evolve(secret_expires_at=checked.not_after)  # not the sender's word
     try:
         return store.add(record, tokens)
     except UsageError as exc:

@@ -194,15 +194,18 @@ class Notifier:
         """How long a sent event holds back the next one: `every`, shorter after a failure."""
         return min(self.every, RETRY_FAILED) if record.get("failed") is True else self.every
 
-    def _mark_failed(self, event: Event, at: float) -> None:
-        """The claim made at `at` told nobody: let the event be raised again sooner."""
+    def _mark_failed(self, event: Event, at: float) -> bool:
+        """The claim made at `at` told nobody: let the event be raised again sooner. False
+        when that could not be recorded (or the claim is gone: forgotten, claimed again)."""
         with contextlib.suppress(Exception), self._locked():
             sent = self._read_state()
             record = sent.get(event.token_id, {}).get(event.kind)
             if record is None or record.get("at") != at:
-                return  # forgotten (the token recovered) or claimed again meanwhile
+                return False  # forgotten (the token recovered) or claimed again meanwhile
             record["failed"] = True
             self._write_state(sent)
+            return True
+        return False
 
     def forget(self, token_id: str, kinds: Iterable[str] | None = None) -> None:
         """Drop what was sent for a token (it recovered, or was deleted): its next problem is
@@ -240,11 +243,11 @@ class Notifier:
         if outcome.problem is not None:
             from oauthtok.durations import format_duration
 
-            self._mark_failed(event, now)
-            again = format_duration(self._window({"failed": True}))
-            outcome = replace(
-                outcome, problem=f"{outcome.problem}; it will be tried again after {again}"
-            )
+            if self._mark_failed(event, now):
+                again = format_duration(self._window({"failed": True}))
+                outcome = replace(
+                    outcome, problem=f"{outcome.problem}; it will be tried again after {again}"
+                )
         return outcome
 
     def _run(self, event: Event) -> Outcome:

@@ -20,7 +20,14 @@ import json
 import os
 
 from oauthtok import contract, layout, paths
-from oauthtok.errors import ReauthorizationRequired, StoreError, TokenNotFound, UsageError, command
+from oauthtok.errors import (
+    MetadataNotSaved,
+    ReauthorizationRequired,
+    StoreError,
+    TokenNotFound,
+    UsageError,
+    command,
+)
 from oauthtok.models import TokenRecord, TokenSet
 
 TYPE_CHECKING = False  # typing costs ~4 ms to import: `list` and `show` answer without it
@@ -323,20 +330,41 @@ class TokenStore(MetadataReader):
                 raise
         return record
 
-    def save_tokens(self, record: TokenRecord, tokens: TokenSet, **changes: Any) -> TokenRecord:
+    def save_tokens(
+        self,
+        record: TokenRecord,
+        tokens: TokenSet,
+        *,
+        interim: TokenSet | None = None,
+        **changes: Any,
+    ) -> TokenRecord:
         """New secrets for an existing token (refresh, reauthorize), then its metadata.
 
         The secret store is written first: a rotated refresh token is safe before anything
-        else. If the metadata cannot be written afterwards, the error says that the new tokens
-        were saved (they were: only the metadata, such as the expiry shown by `list`, is stale).
+        else. If the metadata cannot be written afterwards, MetadataNotSaved says that the new
+        tokens were saved (they were: only the metadata, such as the expiry shown by `list`, is
+        stale). `interim`, when the client's credential changes kind (a secret for a
+        certificate or back): the secrets first hold both credentials, so that a token whose
+        metadata was not written still works with the credential its metadata names; `tokens`
+        replaces them once the metadata is written (if that last write fails, the unused
+        credential stays until the next refresh drops it).
         """
-        self.secrets.set(record.id, tokens.dumps())
+        self.secrets.set(record.id, (interim or tokens).dumps())
         try:
-            return self.update(record, **changes)
+            updated = self.update(record, **changes)
         except StoreError as exc:
-            raise StoreError(
-                f"the new tokens of {record.name!r} were saved, but its metadata was not ({exc})"
+            raise MetadataNotSaved(
+                f"the new tokens of {record.name!r} were saved, but its metadata was not ({exc}); "
+                "it keeps using its previous client credential: run "
+                f"`{command('reauthorize', record.name)}` again to switch"
+                if interim is not None
+                else f"the new tokens of {record.name!r} were saved, but its metadata was not "
+                f"({exc})"
             ) from None
+        if interim is not None:
+            with contextlib.suppress(StoreError):
+                self.secrets.set(record.id, tokens.dumps())
+        return updated
 
     def update(self, record: TokenRecord, **changes: Any) -> TokenRecord:
         with self.index_lock():

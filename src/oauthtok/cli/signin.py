@@ -508,7 +508,8 @@ def reauthorize_command(
         if unknown:
             raise UsageError(f"{record.name!r} does not ask for {unknown[0]!r}")
         new_scopes = tuple(dict.fromkeys(s for s in (*base, *(add_scope or ())) if s not in drop))
-        problem = number_problem(catalog_service(record.service), new_scopes)
+        typed = (*(split_scopes(scopes) if scopes is not None else ()), *(add_scope or ()))
+        problem = number_problem(catalog_service(record.service), typed)  # not stored ones
         if problem:
             raise UsageError(problem)
     certificate, expires = read_credential_options(client_certificate, secret_expires)
@@ -545,16 +546,16 @@ def reauthorize_command(
     )  # fmt: skip
     say(f"Reauthorized {outcome.name!r} ({describe_validity(outcome)}).")
     if outcome.token_auth != record.token_auth:
-        now_with, old = (
-            ("its certificate", "the secret left the secret store (remove it")
-            if certificate is not None
-            else ("its secret", "the certificate and key left the secret store (remove the "
-                  "certificate")
-        )  # fmt: skip
-        say(
-            f"The client now authenticates with {now_with} ({outcome.token_auth}); {old} from "
-            "the app registration too)."
-        )
+        say(f"The client now authenticates with its {'certificate' if certificate else 'secret'}"
+            f" ({outcome.token_auth}).")  # fmt: skip
+        if record.token_auth == TokenAuth.PRIVATE_KEY_JWT:
+            say("Its certificate and key left the secret store: remove the certificate from the "
+                "app registration too.")  # fmt: skip
+        elif record.token_auth != TokenAuth.NONE:
+            say("Its secret left the secret store: remove it from the app registration too.")
+    elif record.secret_expires_at is not None and outcome.secret_expires_at is None:
+        say("The new client secret's expiry is not known (the old one's no longer applies): "
+            "give --secret-expires YYYY-MM-DD to be warned before it expires.")  # fmt: skip
     if (
         record.account
         and outcome.account

@@ -486,6 +486,38 @@ def test_a_switch_whose_metadata_is_not_written_keeps_the_old_credential(
     assert "client_secret" not in healed and "PRIVATE KEY" in healed["client_certificate"]
 
 
+def test_a_reauthorize_that_fails_revokes_only_a_grant_it_did_not_store(
+    auth_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing live is left behind, and nothing stored is revoked: a failure before the new
+    tokens are written revokes the new grant; Ctrl-C after they were written keeps it."""
+    from oauthtok.errors import StoreError
+    from oauthtok.secretstore import SecretStore
+
+    seed(auth_server, service="testfull", auth="client_secret_post")  # it has a revocation_url
+    before = stored_secret("work-mail")
+    real_set = SecretStore.set
+
+    def failing_set(self: SecretStore, key: str, value: str) -> None:
+        raise StoreError("the keyring refused the write")
+
+    monkeypatch.setattr(SecretStore, "set", failing_set)
+    failed = cli("reauthorize", "work-mail")
+    assert failed.exit_code == 8 and "refused the write" in failed.stderr
+    assert auth_server.knobs.revoked == ["refresh_token", "access_token"]  # the new grant
+    assert stored_secret("work-mail") == before
+    monkeypatch.setattr(SecretStore, "set", real_set)
+
+    def ctrl_c(self: TokenStore, record: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TokenStore, "_write_record", ctrl_c)
+    cancelled = cli("reauthorize", "work-mail")
+    assert cancelled.exit_code == 130, cancelled.stderr
+    assert auth_server.knobs.revoked == ["refresh_token", "access_token"]  # no more
+    assert stored_secret("work-mail")["access_token"] != before["access_token"]
+
+
 def test_a_new_secret_drops_the_old_ones_expiry(auth_server: Any) -> None:
     seed(auth_server, extra=("--secret-expires", "2099-01-01"))
     same = cli("reauthorize", "work-mail", "--client-secret-stdin", input=SECRET + "\n")

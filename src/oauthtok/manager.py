@@ -587,8 +587,17 @@ class TokenManager:
         except MetadataNotSaved:
             raise  # the new tokens are in the secret store: the grant is kept
         except BaseException:
-            self._revoke_quietly(client, record.endpoints, auth, grant.tokens)
+            if self._not_stored(record, grant.tokens):
+                self._revoke_quietly(client, record.endpoints, auth, grant.tokens)
             raise
+
+    def _not_stored(self, record: TokenRecord, tokens: TokenSet) -> bool:
+        """True when the secret store is known not to hold `tokens` (a save that failed or was
+        interrupted before or while writing them); False when it does, or cannot say."""
+        try:
+            return self.store.read_tokens(record).access_token != tokens.access_token
+        except BaseException:
+            return False  # unknown: a grant left live beats revoking the stored one
 
     def stored_client_certificate(self, record: TokenRecord) -> ClientCertificate:
         """The key and certificate kept with a private_key_jwt token's secrets."""

@@ -178,6 +178,74 @@ def test_a_code_approved_after_a_renewal_at_a_terminal_is_not_kept(
     assert token.returncode == 0 and token.stdout.startswith("at-")
 
 
+def waiter_payload(
+    server: Any, tmp_path: Path, log: Path, monkeypatch: pytest.MonkeyPatch
+) -> bytes:
+    """`reauthorize srv --flow device --notify` in this process, its waiter not started: the
+    payload the waiter would get, its code approved (as the phone would)."""
+    import urllib.request
+
+    from oauthtok import deviceauth
+
+    notify_script(tmp_path, log, approve=False)
+    needing_reauthorization(server)
+    payloads: list[bytes] = []
+    monkeypatch.setattr(deviceauth, "spawn", lambda payload: payloads.append(payload) or 4242)
+    started = run_in_process("reauthorize", "srv", "--flow", "device", "--notify")
+    assert started.returncode == 0, started.stderr
+    (device,) = server.devices.values()
+    page = f"{server.base_url}/device?user_code={device['user_code']}"
+    urllib.request.urlopen(page, timeout=10).close()
+    return payloads[0]
+
+
+def test_a_waiter_whose_metadata_is_not_written_keeps_the_tokens_and_says_so(
+    auth_server: Any, tmp_path: Path, log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oauthtok import deviceauth
+    from oauthtok.errors import StoreError
+    from oauthtok.store import TokenStore
+
+    payload = waiter_payload(auth_server, tmp_path, log, monkeypatch)
+    before = record()
+    write_record = TokenStore._write_record
+
+    def full_disk(self: TokenStore, record: Any) -> None:
+        raise StoreError("No space left on device")
+
+    monkeypatch.setattr(TokenStore, "_write_record", full_disk)
+    assert deviceauth.wait(payload) == 1
+    monkeypatch.setattr(TokenStore, "_write_record", write_record)
+    assert record() == before  # the metadata as it was
+    told = events(log)[-1]
+    assert told["OAUTHTOK_EVENT"] == "refresh-failed"
+    assert "were saved, but its metadata was not" in told["OAUTHTOK_REASON"]
+    assert told["OAUTHTOK_FIX"] == "oauthtok refresh srv --force"
+    assert auth_server.knobs.revoked == []  # the new grant is the stored one
+    assert run_oauthtok("refresh", "srv", "--force").returncode == 0  # as the fix says
+    assert not record()["needs_reauth"]
+
+
+def test_a_token_deleted_while_its_code_waits_leaves_no_live_grant(
+    auth_server: Any, tmp_path: Path, log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oauthtok import deviceauth, oauth
+
+    payload = waiter_payload(auth_server, tmp_path, log, monkeypatch)
+    poll = oauth.poll_device_token
+
+    def approved_then_deleted(*args: Any, **kwargs: Any) -> Any:
+        grant = poll(*args, **kwargs)
+        assert run_in_process("delete", "srv", "--yes").returncode == 0
+        return grant
+
+    monkeypatch.setattr(oauth, "poll_device_token", approved_then_deleted)
+    revoked = len(auth_server.knobs.revoked)
+    assert deviceauth.wait(payload) == 1
+    assert len(auth_server.knobs.revoked) > revoked  # the grant of the approved code
+    assert all(token.revoked for token in auth_server.tokens.values())
+
+
 def test_notify_needs_the_device_flow_and_a_notify_command(
     auth_server: Any, tmp_path: Path, log: Path
 ) -> None:

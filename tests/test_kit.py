@@ -497,6 +497,7 @@ def test_a_reauthorize_that_fails_revokes_only_a_grant_it_did_not_store(
     seed(auth_server, service="testfull", auth="client_secret_post")  # it has a revocation_url
     before = stored_secret("work-mail")
     real_set = SecretStore.set
+    write_record = TokenStore._write_record
 
     def failing_set(self: SecretStore, key: str, value: str) -> None:
         raise StoreError("the keyring refused the write")
@@ -504,6 +505,7 @@ def test_a_reauthorize_that_fails_revokes_only_a_grant_it_did_not_store(
     monkeypatch.setattr(SecretStore, "set", failing_set)
     failed = cli("reauthorize", "work-mail")
     assert failed.exit_code == 8 and "refused the write" in failed.stderr
+    assert "the sign-in that succeeded was revoked at the provider" in failed.stderr
     assert auth_server.knobs.revoked == ["refresh_token", "access_token"]  # the new grant
     assert stored_secret("work-mail") == before
     monkeypatch.setattr(SecretStore, "set", real_set)
@@ -515,7 +517,43 @@ def test_a_reauthorize_that_fails_revokes_only_a_grant_it_did_not_store(
     cancelled = cli("reauthorize", "work-mail")
     assert cancelled.exit_code == 130, cancelled.stderr
     assert auth_server.knobs.revoked == ["refresh_token", "access_token"]  # no more
-    assert stored_secret("work-mail")["access_token"] != before["access_token"]
+    kept = stored_secret("work-mail")
+    assert kept["access_token"] != before["access_token"]
+    monkeypatch.setattr(TokenStore, "_write_record", write_record)
+
+    def ctrl_c_while_asking_who(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    import oauthtok.manager
+
+    monkeypatch.setattr(oauthtok.manager, "account_of", ctrl_c_while_asking_who)
+    early = cli("reauthorize", "work-mail")
+    assert early.exit_code == 130, early.stderr
+    assert auth_server.knobs.revoked[2:] == ["refresh_token", "access_token"]  # revoked
+    assert stored_secret("work-mail") == kept
+
+
+def test_a_switch_or_a_new_secret_works_after_a_keyring_reset(
+    auth_server: Any, tmp_path: Path
+) -> None:
+    """With the secret store's entry gone or corrupt, reauthorize is the way out: it must not
+    need the old entry (to keep the old credential during a switch, or to compare secrets)."""
+    pem = tmp_path / "app.pem"
+    cert = make_client_certificate(pem)
+    assert create_with_certificate(auth_server, pem, cert, in_process=True).returncode == 0
+    store = TokenStore()
+    store.secrets.delete(store.get("app").id)  # a keyring reset
+    client = auth_server.clients["client-app"]
+    client.auth_method, client.client_secret = "client_secret_basic", "new-secret"
+    moved = cli("reauthorize", "app", "--client-secret-stdin", input="new-secret\n")
+    assert moved.exit_code == 0, moved.stderr
+    assert stored_secret("app")["client_secret"] == "new-secret"
+    assert cli("refresh", "app", "--force").exit_code == 0
+    seed(auth_server, extra=("--secret-expires", "2099-01-01"))
+    store.secrets.set(store.get("work-mail").id, "{not json")  # corrupt
+    again = cli("reauthorize", "work-mail", "--client-secret-stdin", input=SECRET + "\n")
+    assert again.exit_code == 0, again.stderr
+    assert shown("work-mail")["secret_expires_at"] is None  # the old date cannot be vouched for
 
 
 def test_a_new_secret_drops_the_old_ones_expiry(auth_server: Any) -> None:

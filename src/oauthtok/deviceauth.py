@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from oauthtok import alerts, collector, kinds, notify, oauth
 from oauthtok.errors import (
+    MetadataNotSaved,
     OauthtokError,
     ProviderError,
     TokenNotFound,
@@ -215,6 +216,8 @@ def wait(raw: bytes, manager: TokenManager | None = None) -> int:
             )  # fmt: skip
     except ConsentSuperseded:
         return 0  # renewed meanwhile (another code, a reauthorize at a terminal): kept as is
+    except MetadataNotSaved as exc:  # the new tokens were kept; the next refresh rewrites it
+        return _metadata_not_saved(manager, record, exc)
     except oauth.DeviceCodeExpired:
         return _failed(manager, record, started_at, "the code expired before it was approved")
     except oauth.OAuthError as exc:
@@ -253,6 +256,22 @@ def _failed(manager: TokenManager, record: TokenRecord, started_at: float, why: 
     if to is not None:
         to.forget(current.id, (kinds.REAUTHORIZATION_NEEDED,))  # "again": not rate-limited
         alerts.raise_event(event, to)
+    return 1
+
+
+def _metadata_not_saved(manager: TokenManager, record: TokenRecord, exc: MetadataNotSaved) -> int:
+    """The approved sign-in was stored but its metadata was not (a full disk): the token works,
+    `list` and `status` still show it as it was until a refresh writes it. Say so."""
+    event = notify.Event(
+        kind=kinds.REFRESH_FAILED,
+        token_id=record.id,
+        name=record.name,
+        service=record.service,
+        account=record.account,
+        reason=f"device sign-in of {record.name!r}: {exc}",
+        fix=command("refresh", record.name, "--force"),
+    )
+    alerts.raise_event(event)
     return 1
 
 

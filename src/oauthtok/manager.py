@@ -31,6 +31,7 @@ from oauthtok.errors import (
     OauthtokError,
     ProviderError,
     ReauthorizationRequired,
+    StoreError,
     UsageError,
     command,
 )
@@ -467,9 +468,12 @@ class TokenManager:
             new_certificate = None
         replaced = method != record.token_auth
         if not replaced and client_secret is not None and method != TokenAuth.PRIVATE_KEY_JWT:
-            # another secret than the stored one: the stored one's expiry is not the new one's
-            with contextlib.suppress(ReauthorizationRequired):
+            # another secret than the stored one (or none readable: a keyring reset, a corrupt
+            # entry): the stored one's expiry is not the new one's
+            try:
                 replaced = self.store.read_tokens(record).client_secret != client_secret
+            except (ReauthorizationRequired, StoreError):
+                replaced = True
         asked = record.scopes if new_scopes is None else new_scopes
         if not asked:
             raise UsageError("no scopes left to ask for")
@@ -540,62 +544,89 @@ class TokenManager:
         kept is revoked (`auth`: how the client authenticated the consent): nothing live is
         left behind at the provider."""
         method = method or record.token_auth
-        issuer = _issuer(service, record.params) if service else None
-        account = account_of(client, grant, asked, issuer)
+        stored: bool | None = None  # whether the store holds the new grant, once it may
         try:
+            issuer = _issuer(service, record.params) if service else None
+            account = account_of(client, grant, asked, issuer)
             with self.store.token_lock(record):
-                current = self.store.get_by_id(record.id, record.name)
-                if renewed_after is not None and (
-                    (current.obtained_at or 0) > renewed_after
-                    or current.token_auth != record.token_auth
-                ):
-                    raise ConsentSuperseded(f"{record.name!r} was renewed meanwhile")
-                tokens = grant.tokens.evolve(client_secret=grant.tokens.client_secret or secret)
-                if method == TokenAuth.PRIVATE_KEY_JWT:  # the key stays with the secrets
-                    kept = certificate or self.stored_client_certificate(current)
-                    tokens = tokens.evolve(client_certificate=kept.to_secret(), client_secret=None)
-                interim = None
-                if method != current.token_auth:  # both until the metadata names the new one
-                    old = self.store.read_tokens(current)
-                    interim = tokens.evolve(
-                        client_secret=tokens.client_secret or old.client_secret,
-                        client_certificate=tokens.client_certificate or old.client_certificate,
+                try:
+                    current = self.store.get_by_id(record.id, record.name)
+                    if renewed_after is not None and (
+                        (current.obtained_at or 0) > renewed_after
+                        or current.token_auth != record.token_auth
+                    ):
+                        raise ConsentSuperseded(f"{record.name!r} was renewed meanwhile")
+                    tokens = grant.tokens.evolve(client_secret=grant.tokens.client_secret or secret)
+                    if method == TokenAuth.PRIVATE_KEY_JWT:  # the key stays with the secrets
+                        kept = certificate or self.stored_client_certificate(current)
+                        tokens = tokens.evolve(
+                            client_certificate=kept.to_secret(), client_secret=None
+                        )
+                    now = time.time()
+                    return self.store.save_tokens(
+                        current,
+                        tokens,
+                        interim=self._interim(current, method, tokens),
+                        scopes=asked,
+                        granted_scopes=grant.scopes,
+                        missing_scopes=self._missing(service, asked, grant),
+                        refreshed_at=now,
+                        expires_at=tokens.expires_at,
+                        has_refresh_token=tokens.refresh_token is not None,
+                        flow=flow,
+                        account=account or current.account,
+                        lapse_rules=grants.rules_snapshot(service, current.params)
+                        if service is not None
+                        else current.lapse_rules,
+                        expiry_note=grant.expiry_note,
+                        token_auth=method,
+                        secret_expires_at=current.secret_expires_at
+                        if secret_expires_at is None and not credential_replaced
+                        else secret_expires_at,
+                        **grants.after_grant(grant, now),  # needs_reauth=False, no last error
                     )
-                now = time.time()
-                return self.store.save_tokens(
-                    current,
-                    tokens,
-                    interim=interim,
-                    scopes=asked,
-                    granted_scopes=grant.scopes,
-                    missing_scopes=self._missing(service, asked, grant),
-                    refreshed_at=now,
-                    expires_at=tokens.expires_at,
-                    has_refresh_token=tokens.refresh_token is not None,
-                    flow=flow,
-                    account=account or current.account,
-                    lapse_rules=grants.rules_snapshot(service, current.params)
-                    if service is not None
-                    else current.lapse_rules,
-                    expiry_note=grant.expiry_note,
-                    token_auth=method,
-                    secret_expires_at=current.secret_expires_at
-                    if secret_expires_at is None and not credential_replaced
-                    else secret_expires_at,
-                    **grants.after_grant(grant, now),  # needs_reauth=False, no last error
-                )
-        except MetadataNotSaved:
-            raise  # the new tokens are in the secret store: the grant is kept
-        except BaseException:
-            if self._not_stored(record, grant.tokens):
-                self._revoke_quietly(client, record.endpoints, auth, grant.tokens)
+                except MetadataNotSaved:
+                    stored = True  # the new tokens are in the secret store: the grant is kept
+                    raise
+                except BaseException:
+                    # decided under the lock: a refresh afterwards would change what it reads
+                    stored = not self._not_stored(record, grant.tokens)
+                    raise
+        except BaseException as exc:
+            if stored:
+                raise
+            # (None: it failed before anything could be written)
+            revoked = self._revoke_quietly(client, record.endpoints, auth, grant.tokens)
+            if isinstance(exc, OauthtokError) and not isinstance(exc, ConsentSuperseded):
+                fate = "revoked at the provider" if revoked else "not kept"
+                exc.message = f"{exc.message}; the sign-in that succeeded was {fate}"
             raise
+
+    def _interim(
+        self, current: TokenRecord, method: TokenAuth, tokens: TokenSet
+    ) -> TokenSet | None:
+        """What the secret store holds while a credential switch is written (`save_tokens`):
+        the new tokens with the old credential too. None when the credential keeps its kind,
+        or the old secrets cannot be read (a keyring reset): then there is nothing to keep."""
+        if method == current.token_auth:
+            return None
+        try:
+            old = self.store.read_tokens(current)
+        except (ReauthorizationRequired, StoreError):
+            return None
+        return tokens.evolve(
+            client_secret=tokens.client_secret or old.client_secret,
+            client_certificate=tokens.client_certificate or old.client_certificate,
+        )
 
     def _not_stored(self, record: TokenRecord, tokens: TokenSet) -> bool:
         """True when the secret store is known not to hold `tokens` (a save that failed or was
-        interrupted before or while writing them); False when it does, or cannot say."""
+        interrupted before or while writing them, a token deleted meanwhile); False when it
+        does, or cannot say (an unreachable or unreadable store)."""
         try:
             return self.store.read_tokens(record).access_token != tokens.access_token
+        except ReauthorizationRequired:
+            return True  # no entry at all
         except BaseException:
             return False  # unknown: a grant left live beats revoking the stored one
 
@@ -860,7 +891,10 @@ class TokenManager:
 
     def _revoke_quietly(
         self, client: httpx.Client, endpoints: Endpoints, auth: oauth.ClientAuth, tokens: TokenSet
-    ) -> None:
+    ) -> bool:
+        """Revoke a grant nobody keeps, if the provider can; True when it was."""
         if endpoints.revocation_url:
             with contextlib.suppress(Exception):
                 self._revoke(client, endpoints, auth, tokens)
+                return True
+        return False

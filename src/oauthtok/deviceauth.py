@@ -217,7 +217,7 @@ def wait(raw: bytes, manager: TokenManager | None = None) -> int:
     except ConsentSuperseded:
         return 0  # renewed meanwhile (another code, a reauthorize at a terminal): kept as is
     except MetadataNotSaved as exc:  # the new tokens were kept; the next refresh rewrites it
-        return _metadata_not_saved(manager, record, exc)
+        return _metadata_not_saved(record, exc)
     except oauth.DeviceCodeExpired:
         return _failed(manager, record, started_at, "the code expired before it was approved")
     except oauth.OAuthError as exc:
@@ -259,7 +259,7 @@ def _failed(manager: TokenManager, record: TokenRecord, started_at: float, why: 
     return 1
 
 
-def _metadata_not_saved(manager: TokenManager, record: TokenRecord, exc: MetadataNotSaved) -> int:
+def _metadata_not_saved(record: TokenRecord, exc: MetadataNotSaved) -> int:
     """The approved sign-in was stored but its metadata was not (a full disk): the token works,
     `list` and `status` still show it as it was until a refresh writes it. Say so."""
     event = notify.Event(

@@ -79,8 +79,14 @@ def test_a_given_key_is_checked_the_stored_copy_is_not_checked_again(tmp_path: P
     (tmp_path / "bad.pem").chmod(0o600)
     with pytest.raises(UsageError, match="cannot read the private key"):
         client_cert.load_file(tmp_path / "bad.pem")
-    # the stored copy loads without the check: this key would fail it
-    assert client_cert.parse(bad, stored=True).algorithm == "RS256"
+    # the stored copy made from a checked key loads without the check (this one would fail
+    # it); a stored copy that does not say so (an import before import checked keys) is checked
+    marked = client_cert.STORED_CHECKED.encode() + bad
+    assert client_cert.parse(marked, stored=True).algorithm == "RS256"
+    with pytest.raises(UsageError, match="cannot read the private key"):
+        client_cert.parse(bad, stored=True)
+    with pytest.raises(UsageError, match="cannot read the private key"):
+        client_cert.parse(marked)  # anything a user gives is checked, whatever it says
 
 
 def test_assertions_are_signed_with_the_loaded_key(

@@ -29,6 +29,10 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 LIFETIME = 300  # seconds: long enough for clock skew and a slow network, short if leaked
 MAX_FILE = 1024 * 1024
 _EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+#: the first line of the secret store's copy (text outside the PEM blocks, which RFC 7468
+#: readers skip): `to_secret` wrote it from a key `parse` checked, so a later load may skip the
+#: RSA consistency check. A copy without it (imported before import checked keys) is checked.
+STORED_CHECKED = "oauthtok: key and certificate checked when stored\n"
 _BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL
 )  # RFC 7468 textual encoding
@@ -52,8 +56,9 @@ class ClientCertificate:
         return f"ClientCertificate(x5t#S256={self.x5t_s256!r}, not_after={self.not_after!r})"
 
     def to_secret(self) -> str:
-        """What the secret store keeps: the key and the certificate as PEM text."""
-        return (self.key_pem + self.cert_pem).decode("ascii")
+        """What the secret store keeps: the key and the certificate as PEM text, after the
+        line that says `parse` checked them (`STORED_CHECKED`)."""
+        return STORED_CHECKED + (self.key_pem + self.cert_pem).decode("ascii")
 
     def describe(self) -> dict[str, Any]:
         """What metadata may keep (no key): thumbprint, notAfter, subject."""
@@ -139,9 +144,9 @@ def parse(
 ) -> ClientCertificate:
     """A ClientCertificate from PEM text (a file's, or the secret store's). Raises UsageError.
 
-    `stored`: the text is the secret store's copy, which `parse` made from a key it checked
-    when the user gave it (`to_secret`): an RSA key's consistency check (~55 ms of CPU, at
-    every refresh) is not repeated. Anything a user gives is checked."""
+    `stored`: the text is the secret store's copy; when `to_secret` made it from a key
+    `parse` checked when the user gave it (its first line says so), an RSA key's consistency
+    check (~55 ms of CPU, at every refresh) is not repeated. Anything a user gives is checked."""
     from cryptography import x509
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
@@ -166,8 +171,9 @@ def parse(
     if not certs:
         raise UsageError(f"{where} has no certificate (-----BEGIN CERTIFICATE-----); append it")
     try:
+        checked = stored and raw.startswith(STORED_CHECKED.encode())
         key = serialization.load_pem_private_key(
-            keys[0], password=None, unsafe_skip_rsa_key_validation=stored
+            keys[0], password=None, unsafe_skip_rsa_key_validation=checked
         )
     except TypeError:  # "Password was not given but private key is encrypted"
         raise UsageError(f"the private key in {where} is encrypted; decrypt it first") from None

@@ -88,6 +88,15 @@ def needing_reauthorization(server: Any) -> None:
     server.knobs.device_manual = True  # from now on only a visit to the page approves a code
 
 
+def ended(pid: int) -> bool:
+    """The detached waiter has exited (gone, or a zombie its new parent has not reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
 def pid_of(stderr: str) -> int:
     found = re.search(r"background process \(pid (\d+)\)", stderr)
     assert found, stderr
@@ -170,7 +179,7 @@ def test_a_code_approved_after_a_renewal_at_a_terminal_is_not_kept(
     revoked = len(auth_server.knobs.revoked)
     page = f"{auth_server.base_url}/device?user_code={device['user_code']}"
     urllib.request.urlopen(page, timeout=10).close()  # the phone, late
-    until(lambda: not Path(f"/proc/{pid}").exists(), "end of the background wait")
+    until(lambda: ended(pid), "end of the background wait")
     assert record() == renewed
     assert len(auth_server.knobs.revoked) > revoked  # the late grant, revoked
     assert [e["OAUTHTOK_EVENT"] for e in events(log)] == ["reauthorization-needed", "device-code"]

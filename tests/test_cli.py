@@ -160,6 +160,11 @@ def test_scope_numbers_belong_to_the_prompt(store: TokenStore) -> None:
             app, ["reauthorize", "old", *change, "--client-certificate", "/nonexistent"]
         )
         assert other.exit_code == 2 and "cannot read the client certificate" in other.stderr
+    # an added scope the catalog does not list is said, as create says it
+    typo = runner.invoke(
+        app, ["reauthorize", "old", "-a", "Mail.Raed", "--client-certificate", "/nonexistent"]
+    )
+    assert "warning: scope 'Mail.Raed' is not in the microsoft catalog" in typo.stderr
     from oauthtok.scopes import number_problem
 
     assert number_problem(None, ("3",)) is None  # a service without a catalog entry: any name

@@ -419,6 +419,9 @@ def test_reauthorize_moves_from_a_certificate_back_to_a_secret(
     kept = cli("reauthorize", "app", env={"OAUTHTOK_CLIENT_SECRET": "stray"})
     assert kept.exit_code == 0, kept.stderr
     assert "now authenticates" not in kept.stderr
+    assert "note: OAUTHTOK_CLIENT_SECRET is not used: 'app' authenticates with a certificate" in (
+        kept.stderr
+    )
     assert shown("app")["token_auth"] == "private_key_jwt"
     notify = cli("reauthorize", "app", "--flow", "device", "--notify", "--client-secret-stdin",
                  input="new-secret\n")  # fmt: skip
@@ -563,7 +566,10 @@ def test_a_new_secret_drops_the_old_ones_expiry(auth_server: Any) -> None:
     auth_server.clients["client-work-mail"].client_secret = "rotated"
     rotated = cli("reauthorize", "work-mail", "--client-secret-stdin", input="rotated\n")
     assert rotated.exit_code == 0, rotated.stderr
-    assert "expiry is not known" in rotated.stderr and "--secret-expires" in rotated.stderr
+    assert "expiry is not known" in rotated.stderr
+    assert "`oauthtok reauthorize work-mail --secret-expires YYYY-MM-DD` records it" in (
+        rotated.stderr
+    )
     assert shown("work-mail")["secret_expires_at"] is None
 
 

@@ -153,7 +153,7 @@ def test_failing_hanging_and_missing_commands_never_raise(tmp_path: Path) -> Non
     assert (
         outcome.problem
         == "the notify command `echo 'smtp: refused' >&2; exit 3` failed (exit 3: smtp: refused); "
-        "it will be tried again after 1h"
+        "the first oauthtok run after 1h tries again"
     )
     started = time.monotonic()
     hanging = Notifier(CommandSpec(("sleep 30",), shell=True), DAY, data, timeout=0.5)
@@ -182,7 +182,9 @@ def test_a_failed_notification_is_tried_again_sooner(tmp_path: Path, log: Path) 
     notifier = Notifier(command, DAY, str(tmp_path / "data"), clock=clock)
     failed = notifier.notify(event())
     assert failed.returncode == 3 and failed.problem is not None
-    assert failed.problem.endswith("(exit 3: smtp: refused); it will be tried again after 1h")
+    assert failed.problem.endswith(
+        "(exit 3: smtp: refused); the first oauthtok run after 1h tries again"
+    )
     clock.now += 3599
     assert notifier.notify(event()).skipped == "raised already within [notify] every"
     assert notifier.notify(event("lapses-soon")).ran is True  # (and failed: its own record)
@@ -195,7 +197,7 @@ def test_a_failed_notification_is_tried_again_sooner(tmp_path: Path, log: Path) 
     # a shorter `every` stays the limit; a command that cannot run at all counts as failed
     short = Notifier(CommandSpec((str(tmp_path / "nope"),)), 600, str(tmp_path / "s"), clock=clock)
     outcome = short.notify(event())
-    assert outcome.problem is not None and outcome.problem.endswith("tried again after 10m")
+    assert outcome.problem is not None and outcome.problem.endswith("run after 10m tries again")
     clock.now += 599
     assert not short.notify(event()).ran and short.notify(event()).problem is None
     clock.now += 1

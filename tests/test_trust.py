@@ -15,6 +15,7 @@ import pytest
 
 from tests.fake_browser import get
 from tests.helpers import (
+    PROGRAM,
     create_token,
     keyring_items,
     listed,
@@ -333,3 +334,54 @@ def test_a_read_only_data_folder_still_answers_reads(auth_server: Any, tmp_path:
         assert "read-only" in refresh.stderr.lower()
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def test_a_secret_typed_for_client_secret_stdin_is_hidden_and_asked_twice() -> None:
+    """`--client-secret-stdin` at a terminal (typed, not piped) asks as the prompt does: the
+    terminal does not echo it, and it must be typed twice. In a real pseudo-terminal."""
+    import select
+    import termios
+
+    fd, terminal = os.openpty()
+    args = ["create", "t", "--service", "testidp", "--client-id", "c", "--scopes",
+            "offline_access mail.read", "--client-secret-stdin"]  # fmt: skip
+    proc = subprocess.Popen([*PROGRAM, *args], stdin=terminal, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    seen = b""
+
+    def read_until(wanted: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 20
+        while wanted not in seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {wanted!r} in {seen!r}"
+            if select.select([fd], [], [], left)[0]:
+                try:
+                    seen += os.read(fd, 4096)
+                except OSError:  # the child ended
+                    break
+        assert wanted in seen, seen
+
+    def type_when_asked(prompt: bytes, text: bytes) -> None:
+        """Type as a person would: once the prompt shows and the terminal stopped echoing
+        (typing earlier would be echoed, then flushed by the prompt's own TCSAFLUSH)."""
+        nonlocal seen
+        read_until(prompt)
+        seen = seen.replace(prompt, b"", 1)
+        deadline = time.monotonic() + 20
+        while termios.tcgetattr(fd)[3] & termios.ECHO:
+            assert time.monotonic() < deadline, "the terminal kept echoing"
+            time.sleep(0.01)
+        os.write(fd, text)
+
+    try:
+        for _ in range(3):
+            type_when_asked(b"Client secret (hidden):", b"typed-secret-one\n")
+            type_when_asked(b"Client secret (again):", b"typed-secret-two\n")
+        read_until(b"did not match")
+    finally:
+        code = proc.wait(20)
+        os.close(fd)
+    assert code == 2
+    assert b"typed-secret" not in seen  # never echoed
+    assert b"nothing was saved" in seen

@@ -38,19 +38,18 @@ def notifier(data_dir: str | None = None, cfg: Config | None = None) -> notify.N
     return notify.Notifier(cfg.notify.command, cfg.notify.every, data_dir or paths.data_dir())
 
 
-def _problem(outcome: notify.Outcome) -> str | None:
-    return None if outcome.problem is None else f"notification not sent: {outcome.problem}"
-
-
 def raise_event(event: notify.Event, to: notify.Notifier | None = None) -> str | None:
-    """Raise one event (at most once per token and event within `every`)."""
+    """Raise one event (at most once per token and event within `every`); a warning line
+    (which event, for which token, and why) when it could not be told."""
     to = to or notifier()
     if to is None:
         return None
+    what = f"the {event.kind} notification for {event.name!r} was not sent"
     try:
-        return _problem(to.notify(event))
+        outcome = to.notify(event)
     except Exception as exc:  # never let telling fail the command
-        return f"notification not sent ({type(exc).__name__})"
+        return f"{what} ({type(exc).__name__})"
+    return None if outcome.problem is None else f"{what}: {outcome.problem}"
 
 
 def failure_event(record: TokenRecord, exc: OauthtokError) -> notify.Event:

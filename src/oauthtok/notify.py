@@ -246,7 +246,8 @@ class Notifier:
             if self._mark_failed(event, now):
                 again = format_duration(self._window({"failed": True}))
                 outcome = replace(
-                    outcome, problem=f"{outcome.problem}; it will be tried again after {again}"
+                    outcome,
+                    problem=f"{outcome.problem}; the first oauthtok run after {again} tries again",
                 )
         return outcome
 

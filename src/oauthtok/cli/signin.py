@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -65,13 +65,16 @@ def ask(label: str, default: str | None = None) -> str:
 
 
 def read_client_secret(from_stdin: bool) -> str | None:
-    """The secret from stdin (one line) or OAUTHTOK_CLIENT_SECRET, else None (ask).
+    """The secret from stdin (one line; at a terminal, the hidden prompt) or
+    OAUTHTOK_CLIENT_SECRET, else None (ask).
 
     The variable is removed from the environment once read: the browser and any other child
     never inherit it.
     """
     from_env = os.environ.pop(SECRET_ENV, None)
     if from_stdin:
+        if output.can_prompt():  # typed at a terminal, not piped: hidden, and asked twice
+            return prompt_secret(allow_public=False)
         line = sys.stdin.readline().rstrip("\r\n")
         if not line:
             raise UsageError("--client-secret-stdin: stdin gave no secret")
@@ -241,6 +244,13 @@ def choose_scopes(service: Service) -> tuple[str, ...]:
         say(f"{message[0].upper()}{message[1:]}.")
 
 
+def warn_unknown(service: Service, unknown: Iterable[tuple[str, str | None]]) -> None:
+    """A warning for each (scope, closest catalog scope) the catalog does not list."""
+    for scope, near in unknown:
+        hint = f" (closest: {near})" if near else ""
+        say(f"warning: scope {scope!r} is not in the {service.name} catalog{hint}; asking for it")
+
+
 def advise_scopes(service: Service, chosen: tuple[str, ...], app_only: bool) -> tuple[str, ...]:
     """Warn about scopes not in the catalog; offer the refresh scope when it is missing."""
     from oauthtok.scopes import advise, number_problem
@@ -251,9 +261,7 @@ def advise_scopes(service: Service, chosen: tuple[str, ...], app_only: bool) -> 
     if problem:
         raise UsageError(problem)
     advice = advise(service, chosen, app_only=app_only)
-    for scope, near in advice.unknown:
-        hint = f" (closest: {near})" if near else ""
-        say(f"warning: scope {scope!r} is not in the {service.name} catalog{hint}; asking for it")
+    warn_unknown(service, advice.unknown)
     refresh = advice.missing_refresh_scope
     if refresh:
         say(f"warning: without {refresh!r} the token will not refresh and stops working at expiry")
@@ -496,7 +504,7 @@ def reauthorize_command(
     again).
     """
     from oauthtok.manager import TokenManager, browser_available, catalog_service
-    from oauthtok.scopes import number_problem, split_scopes
+    from oauthtok.scopes import advise, number_problem, split_scopes
 
     manager = TokenManager()
     record = manager.store.get(name)
@@ -509,9 +517,12 @@ def reauthorize_command(
             raise UsageError(f"{record.name!r} does not ask for {unknown[0]!r}")
         new_scopes = tuple(dict.fromkeys(s for s in (*base, *(add_scope or ())) if s not in drop))
         typed = (*(split_scopes(scopes) if scopes is not None else ()), *(add_scope or ()))
-        problem = number_problem(catalog_service(record.service), typed)  # not stored ones
+        entry = catalog_service(record.service)
+        problem = number_problem(entry, typed)  # what is typed, not what is stored
         if problem:
             raise UsageError(problem)
+        if entry is not None:
+            warn_unknown(entry, advise(entry, typed, app_only=True).unknown)
     certificate, expires = read_credential_options(client_certificate, secret_expires)
     if certificate is not None and client_secret_stdin:
         raise UsageError("--client-certificate replaces the client secret: drop "
@@ -524,6 +535,11 @@ def reauthorize_command(
     )
     secret = read_client_secret(client_secret_stdin)
     if with_key:
+        if secret is not None and certificate is None:
+            say(
+                f"note: {SECRET_ENV} is not used: {record.name!r} authenticates with a "
+                "certificate (to switch it to a secret, give one with --client-secret-stdin)"
+            )
         secret = None  # a secret in OAUTHTOK_CLIENT_SECRET is not used (and not passed on)
     if notify:
         if (flow or record.flow) != Flow.DEVICE:
@@ -555,7 +571,8 @@ def reauthorize_command(
             say("Its secret left the secret store: remove it from the app registration too.")
     elif record.secret_expires_at is not None and outcome.secret_expires_at is None:
         say("The new client secret's expiry is not known (the old one's no longer applies): "
-            "give --secret-expires YYYY-MM-DD to be warned before it expires.")  # fmt: skip
+            f"`{command('reauthorize', record.name)} --secret-expires YYYY-MM-DD` records it, "
+            "to be warned before it expires.")  # fmt: skip
     if (
         record.account
         and outcome.account

@@ -100,7 +100,8 @@ def status_command(
 
     report = examine(names or [], warn_days=warn_days, check=check)
     for warning in report.warnings:
-        say(f"warning: {warning}")  # even with --quiet: a notifier that fails must be heard
+        # even with --quiet (cron, the journal): a notifier that fails must be heard
+        say(f"oauthtok: warning: {warning}")
     if as_json and not quiet:
         emit_json(report.to_json())
     elif not quiet:

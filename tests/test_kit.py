@@ -633,6 +633,8 @@ def test_reauthorize_moves_from_a_secret_to_a_certificate(auth_server: Any, tmp_
     data = shown("work-mail")
     assert data["token_auth"] == "private_key_jwt"
     assert data["secret_expires_at"] == int(cert.not_valid_after_utc.timestamp())
+    day = cert.not_valid_after_utc.strftime("%Y-%m-%d")
+    assert re.search(rf"certificate expires +{day}", cli("show", "work-mail").stdout)
     secret = stored_secret("work-mail")
     assert "client_secret" not in secret and "PRIVATE KEY" in secret["client_certificate"]
     assert cli("refresh", "work-mail", "--force").exit_code == 0

@@ -120,7 +120,12 @@ def show_view(name: str, as_json: bool) -> None:
         ("refresh token rotated", when(record.refresh_rotated_at)),
         ("expires", f"{when(record.expires_at)} ({expires_in(record, now)})"),
         ("expiry note", terminal_text(record.expiry_note) if record.expiry_note else "-"),
-        ("secret expires", day(record.secret_expires_at)),
+        (
+            "certificate expires"
+            if record.token_auth == TokenAuth.PRIVATE_KEY_JWT
+            else "secret expires",
+            day(record.secret_expires_at),
+        ),
         ("lapses", lapses),
         ("last error", last_error),
         ("id", record.id),

@@ -204,7 +204,8 @@ def test_create_asks_on_a_terminal_whether_the_app_is_in_testing(
     auth_server.add_client("cid", SECRET, "client_secret_basic")
     args = ["create", "t", "--service", "testidp", "--client-id", "cid", "--scopes",
             "offline_access mail.read", "--client-secret-stdin", "--timeout", "20"]  # fmt: skip
-    result = CliRunner().invoke(app, args, input=f"{SECRET}\n{answer}\n")
+    # at a terminal, --client-secret-stdin asks as the prompt does: twice
+    result = CliRunner().invoke(app, args, input=f"{SECRET}\n{SECRET}\n{answer}\n")
     assert result.exit_code == 0, result.stderr
     assert 'Is the app in "Testing" (testidp ends such grants 7 days after consent)?' in (
         result.stderr

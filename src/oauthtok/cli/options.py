@@ -62,8 +62,17 @@ SecretStdin = Annotated[
     bool,
     typer.Option(
         "--client-secret-stdin",
-        help="Read the client secret from one line of stdin (else OAUTHTOK_CLIENT_SECRET, "
-        "else a hidden prompt).",
+        help="Read the client secret from one line of stdin (at a terminal: hidden, asked "
+        "twice); else OAUTHTOK_CLIENT_SECRET, else a hidden prompt.",
+    ),
+]
+NewSecretStdin = Annotated[
+    bool,
+    typer.Option(
+        "--client-secret-stdin",
+        help="A new client secret, from one line of stdin (at a terminal: hidden, asked "
+        "twice); it also moves a token that used a certificate to a secret. Without it: "
+        "OAUTHTOK_CLIENT_SECRET, else the stored secret.",
     ),
 ]
 Timeout = Annotated[

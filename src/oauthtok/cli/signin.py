@@ -21,6 +21,7 @@ from oauthtok.cli.options import (
     ClientCertificate,
     FlowOption,
     Name,
+    NewSecretStdin,
     NoBrowser,
     Params,
     Scopes,
@@ -462,7 +463,7 @@ def create_command(
 @commands.command("reauthorize")
 def reauthorize_command(
     name: Name,
-    client_secret_stdin: SecretStdin = False,
+    client_secret_stdin: NewSecretStdin = False,
     scopes: Annotated[
         str | None,
         typer.Option(
@@ -497,7 +498,8 @@ def reauthorize_command(
 
     The stored service, client and flow are used again. --scopes replaces the scopes,
     --add-scope/--remove-scope change them; the old tokens stay until the new consent succeeds.
-    --client-certificate replaces the client's credential with a key and certificate;
+    --client-certificate replaces the client's credential with a key and certificate, and
+    --client-secret-stdin with a new secret (also a certificate's, back to a secret);
     --secret-expires records when the client secret expires. With --flow device --notify nobody
     needs to be at this terminal: the code goes to the notify command (a phone), and the sign-in
     finishes in the background (a denial or an expired code notifies reauthorization-needed

@@ -60,15 +60,7 @@ def failure_event(record: TokenRecord, exc: OauthtokError) -> notify.Event:
         kind, fix = REFRESH_FAILED, command("refresh", record.name)
     from oauthtok import notify
 
-    return notify.Event(
-        kind=kind,
-        token_id=record.id,
-        name=record.name,
-        service=record.service,
-        account=record.account,
-        reason=str(exc),
-        fix=fix,
-    )
+    return notify.Event.about(record, kind, str(exc), fix)
 
 
 def after_failure(record: TokenRecord | None, exc: BaseException) -> str | None:

@@ -110,15 +110,12 @@ def start(
     }
     pid = spawn(json.dumps(payload).encode())
     until = time.strftime("%H:%M", time.localtime(expires_at))
-    event = notify.Event(
-        kind=kinds.DEVICE_CODE,
-        token_id=record.id,
-        name=record.name,
-        service=record.service,
-        account=record.account,
-        reason=f"approve the sign-in of {record.name!r}: open {device.verification_uri} and "
+    event = notify.Event.about(
+        record,
+        kinds.DEVICE_CODE,
+        f"approve the sign-in of {record.name!r}: open {device.verification_uri} and "
         f"enter {device.user_code} (until {until})",
-        fix=again(record.name),
+        again(record.name),
         verification_uri=device.verification_uri,
         user_code=device.user_code,
         verification_uri_complete=device.verification_uri_complete,
@@ -243,14 +240,11 @@ def _failed(manager: TokenManager, record: TokenRecord, started_at: float, why: 
         return 1
     if (current.obtained_at or 0) > started_at:
         return 0
-    event = notify.Event(
-        kind=kinds.REAUTHORIZATION_NEEDED,
-        token_id=current.id,
-        name=current.name,
-        service=current.service,
-        account=current.account,
-        reason=f"device sign-in of {current.name!r}: {why}",
-        fix=again(current.name),
+    event = notify.Event.about(
+        current,
+        kinds.REAUTHORIZATION_NEEDED,
+        f"device sign-in of {current.name!r}: {why}",
+        again(current.name),
     )
     to = alerts.notifier()
     if to is not None:
@@ -262,16 +256,9 @@ def _failed(manager: TokenManager, record: TokenRecord, started_at: float, why: 
 def _metadata_not_saved(record: TokenRecord, exc: MetadataNotSaved) -> int:
     """The approved sign-in was stored but its metadata was not (a full disk): the token works,
     `list` and `status` still show it as it was until a refresh writes it. Say so."""
-    event = notify.Event(
-        kind=kinds.REFRESH_FAILED,
-        token_id=record.id,
-        name=record.name,
-        service=record.service,
-        account=record.account,
-        reason=f"device sign-in of {record.name!r}: {exc}",
-        fix=command("refresh", record.name, "--force"),
-    )
-    alerts.raise_event(event)
+    reason = f"device sign-in of {record.name!r}: {exc}"
+    fix = command("refresh", record.name, "--force")
+    alerts.raise_event(notify.Event.about(record, kinds.REFRESH_FAILED, reason, fix))
     return 1
 
 

@@ -31,11 +31,14 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oauthtok.config import CommandSpec
 from oauthtok.kinds import DEVICE_CODE, EVENTS
 from oauthtok.lifecycle import Evaluation
+
+if TYPE_CHECKING:
+    from oauthtok.models import TokenRecord
 
 STATE_FILE = "notify-state.json"
 STATE_VERSION = 1
@@ -76,6 +79,12 @@ class Event:
     def __post_init__(self) -> None:
         if self.kind not in EVENTS:
             raise ValueError(f"unknown event {self.kind!r}")
+
+    @classmethod
+    def about(cls, record: TokenRecord, kind: str, reason: str, fix: str, **extra: Any) -> Event:
+        """The event `kind` for a stored token (`extra`: a device code's fields)."""
+        return cls(kind, record.id, record.name, record.service, record.account, reason, fix,
+                   **extra)  # fmt: skip
 
     def environment(self) -> dict[str, str]:
         """The OAUTHTOK_* variables the command receives."""

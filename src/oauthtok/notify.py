@@ -201,7 +201,10 @@ class Notifier:
 
     def _window(self, record: Mapping[str, Any]) -> float:
         """How long a sent event holds back the next one: `every`, shorter after a failure."""
-        return min(self.every, RETRY_FAILED) if record.get("failed") is True else self.every
+        return self._retry_window() if record.get("failed") is True else self.every
+
+    def _retry_window(self) -> float:
+        return min(self.every, RETRY_FAILED)
 
     def _mark_failed(self, event: Event, at: float) -> bool:
         """The claim made at `at` told nobody: let the event be raised again sooner. False
@@ -253,7 +256,7 @@ class Notifier:
             from oauthtok.durations import format_duration
 
             if self._mark_failed(event, now):
-                again = format_duration(self._window({"failed": True}))
+                again = format_duration(self._retry_window())
                 outcome = replace(
                     outcome,
                     problem=f"{outcome.problem}; the first oauthtok run after {again} tries again",

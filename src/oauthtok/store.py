@@ -353,14 +353,15 @@ class TokenStore(MetadataReader):
         try:
             updated = self.update(record, **changes)
         except StoreError as exc:
-            raise MetadataNotSaved(
-                f"the new tokens of {record.name!r} were saved, but its metadata was not ({exc}); "
-                "it keeps using its previous client credential: run "
-                f"`{command('reauthorize', record.name)}` again to switch"
-                if interim is not None
-                else f"the new tokens of {record.name!r} were saved, but its metadata was not "
-                f"({exc})"
-            ) from None
+            message = (
+                f"the new tokens of {record.name!r} were saved, but its metadata was not ({exc})"
+            )
+            if interim is not None:
+                message += (
+                    "; it keeps using its previous client credential: run "
+                    f"`{command('reauthorize', record.name)}` again to switch"
+                )
+            raise MetadataNotSaved(message) from None
         if interim is not None:
             with contextlib.suppress(StoreError):
                 self.secrets.set(record.id, tokens.dumps())
